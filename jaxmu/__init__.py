@@ -1,0 +1,35 @@
+"""jaxmu: machine unlearning for image classifiers in JAX/Flax.
+
+Curated public API; submodules (``jaxmu.data``, ``jaxmu.models``, ``jaxmu.train``,
+``jaxmu.metrics``, ``jaxmu.io``, ...) hold the rest.
+"""
+
+from jaxmu import data, io, models, train
+from jaxmu.data import Dataset, load_dataset, random_splits, scenario_splits
+from jaxmu.models import get_model
+from jaxmu.train import TrainConfig, fit, predict, split_accuracies
+from jaxmu.types import Model, Pool, Splits, Stage, UnlearnState, as_key
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "Model",
+    "Pool",
+    "Splits",
+    "Stage",
+    "TrainConfig",
+    "UnlearnState",
+    "as_key",
+    "data",
+    "fit",
+    "get_model",
+    "io",
+    "load_dataset",
+    "models",
+    "predict",
+    "random_splits",
+    "scenario_splits",
+    "split_accuracies",
+    "train",
+]

@@ -1,0 +1,140 @@
+"""Loaders for tfds datasets (mnist, fashion_mnist, cifar10, cifar100) and user ``.npz`` files.
+
+Images go to the pool as uint8; normalisation and augmentation follow Deep Unlearn
+(methods-spec §2.1): CIFAR random crop (pad 4) + flip; MNIST/FashionMNIST are replicated to
+RGB, resized 28 -> 32 and (as in the reference) horizontally flipped during training.
+Nothing is downloaded: tfds is called with ``download=False``; missing data raises
+:class:`DataNotFoundError` with a one-line recipe.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jaxmu.data._dataset import DataNotFoundError, Dataset, make_dataset, load_digits
+
+# name: (num_classes, mean, std, hflip, crop_pad, grey_to_rgb_32)
+TFDS_SPECS = {
+    "cifar10": (10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), True, 4, False),
+    "cifar100": (100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True, 4, False),
+    "mnist": (10, (0.1307,) * 3, (0.3081,) * 3, True, 0, True),
+    "fashion_mnist": (10, (0.2860,) * 3, (0.3530,) * 3, True, 0, True),
+}
+DATASETS = ("digits", *TFDS_SPECS)
+
+
+def _howto(name: str, data_dir: str | None) -> str:
+    where = data_dir or "~/tensorflow_datasets"
+    return (
+        f"dataset {name!r} is not prepared in {where}: on a machine with internet run "
+        f"`tfds build {name} --data_dir {where}` (pip install 'jaxmu[tfds]') and copy the "
+        f"folder here, pass --data-dir DIR, or export it to an .npz (x, y, x_test, y_test)"
+    )
+
+
+def _resize_grey_to_rgb32(x: np.ndarray) -> np.ndarray:
+    """[N, 28, 28, 1] uint8 -> [N, 32, 32, 3] uint8, bilinear (torchvision Resize(32))."""
+    import jax
+    import jax.numpy as jnp
+
+    out = []
+    for i in range(0, len(x), 8192):
+        chunk = jnp.asarray(x[i : i + 8192], jnp.float32)
+        r = jax.image.resize(chunk, (chunk.shape[0], 32, 32, chunk.shape[-1]), "linear",
+                             antialias=True)
+        out.append(np.asarray(jnp.clip(jnp.round(r), 0, 255)).astype(np.uint8))
+    x32 = np.concatenate(out) if out else np.zeros((0, 32, 32, 1), np.uint8)
+    return np.repeat(x32, 3, axis=-1)
+
+
+def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
+    """Loads a prepared tfds dataset (train + test) without downloading.
+
+    Raises:
+        DataNotFoundError: tfds is not installed or the data is not prepared.
+        ValueError: unknown name.
+    """
+    if name not in TFDS_SPECS:
+        raise ValueError(f"unknown tfds dataset {name!r}; valid: {', '.join(TFDS_SPECS)}")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataNotFoundError(f"--data-dir {data_dir} does not exist; " + _howto(name, data_dir))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise DataNotFoundError(
+            f"tensorflow-datasets is not installed ({e.name}); " + _howto(name, data_dir)
+        ) from None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if not builder.is_prepared():
+            raise DataNotFoundError(_howto(name, data_dir))
+        parts = tfds.as_numpy(
+            builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
+        )
+    except DataNotFoundError:
+        raise
+    except Exception as e:  # tfds raises many types when files are missing
+        raise DataNotFoundError(f"{_howto(name, data_dir)} ({type(e).__name__})") from None
+    (x_tr, y_tr), (x_te, y_te) = parts
+    num_classes, mean, std, hflip, crop_pad, grey = TFDS_SPECS[name]
+    if grey:
+        x_tr, x_te = _resize_grey_to_rgb32(x_tr), _resize_grey_to_rgb32(x_te)
+    return make_dataset(
+        x_tr, y_tr, x_te, y_te, name=name, num_classes=num_classes, mean=mean, std=std,
+        hflip=hflip, crop_pad=crop_pad,
+    )
+
+
+def load_npz(
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    num_classes: int | None = None,
+    test_fraction: float = 0.2,
+    hflip: bool = True,
+    crop_pad: int = 4,
+) -> Dataset:
+    """Loads a user ``.npz`` with ``x``, ``y`` and optionally ``x_test``, ``y_test``.
+
+    ``x`` is uint8 ``[N, H, W(, C)]`` (floats in [0, 1] are accepted). Without a test part,
+    a stratified ``test_fraction`` of the data (seed 0) becomes the test set. Use this for
+    air-gapped machines and for datasets tfds does not ship (UTKFace, CelebA, FER).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataNotFoundError(f"npz file {p} does not exist")
+    with np.load(p) as f:
+        keys = set(f.files)
+        if not {"x", "y"} <= keys:
+            raise ValueError(f"{p} must contain arrays 'x' and 'y' (found {sorted(keys)})")
+        x, y = f["x"], f["y"]
+        if "x_test" in keys and "y_test" in keys:
+            x_te, y_te = f["x_test"], f["y_test"]
+        else:
+            from sklearn.model_selection import train_test_split
+
+            if not 0 < test_fraction < 1:
+                raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+            idx = np.arange(len(y))
+            tr, te = train_test_split(idx, test_size=test_fraction, random_state=0, stratify=y)
+            tr, te = np.sort(tr), np.sort(te)
+            x, y, x_te, y_te = x[tr], y[tr], x[te], y[te]
+    return make_dataset(
+        x, y, x_te, y_te, name=name or p.stem, num_classes=num_classes, hflip=hflip,
+        crop_pad=crop_pad,
+    )
+
+
+def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """Loads a dataset by name: ``digits`` (embedded), a tfds name, or a path to an ``.npz``."""
+    if name == "digits":
+        return load_digits()
+    if name in TFDS_SPECS:
+        return load_tfds(name, data_dir)
+    if name.endswith(".npz"):
+        return load_npz(name)
+    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)} or a .npz path")

@@ -1,0 +1,13 @@
+"""Checkpoints (orbax), result files and provenance."""
+
+from jaxmu.io._checkpoint import latest_step, restore_checkpoint, save_checkpoint
+from jaxmu.io._provenance import provenance, versions, write_json
+
+__all__ = [
+    "latest_step",
+    "provenance",
+    "restore_checkpoint",
+    "save_checkpoint",
+    "versions",
+    "write_json",
+]

@@ -1,0 +1,122 @@
+"""The :class:`FlaxModel` adapter: a Linen module behind the jaxmu ``Model`` protocol.
+
+Params and model state are plain nested dicts: ``params`` is Linen's ``"params"``
+collection, ``model_state`` holds ``"batch_stats"`` (BatchNorm) and, optionally,
+``"act_masks"`` (fixed activation masks used by activation pruning).
+
+Modules mark every activation with :func:`activation`, which (a) records the activation in
+the ``"intermediates"`` collection when asked (activation statistics) and (b) multiplies it
+by a mask from ``"act_masks"`` when the model state carries one for that site.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxmu.types import Params, ModelState
+
+
+def activation(module: nn.Module, x: jax.Array, name: str) -> jax.Array:
+    """Marks an activation site: sows it and applies an activation mask if present."""
+    module.sow("intermediates", name, x)
+    if module.has_variable("act_masks", name):
+        x = x * module.get_variable("act_masks", name).astype(x.dtype)
+    return x
+
+
+def torch_linear_bias_init(fan_in: int):
+    """PyTorch's default Linear/Conv bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+# PyTorch kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)) == variance_scaling(1/3, uniform).
+torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# torchvision ResNet convs: kaiming_normal(mode="fan_out", nonlinearity="relu").
+kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class TorchDense(nn.Module):
+    """Dense layer with PyTorch's default initialisation (kernel and bias)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        fan_in = x.shape[-1]
+        kernel = self.param("kernel", torch_default_kernel_init, (fan_in, self.features))
+        bias = self.param("bias", torch_linear_bias_init(fan_in), (self.features,))
+        return x @ kernel + bias
+
+
+@dataclasses.dataclass(frozen=True)
+class FlaxModel:
+    """Adapts a Linen module to the jaxmu ``Model`` protocol.
+
+    Attributes:
+        module: the Linen module; called as ``module(x, train=...)``.
+        input_shape: shape of one input ``(H, W, C)``.
+        num_classes: number of output classes.
+        name: model name used in cache keys and results.
+        stem: regex (on ``/``-joined param paths) selecting the stem conv.
+        classifier: regex selecting the classifier head.
+        blocks: ordered regexes, one per block, for ``last_k_blocks``.
+    """
+
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    num_classes: int
+    name: str
+    stem: str = r"^$"
+    classifier: str = r"^$"
+    blocks: tuple[str, ...] = ()
+
+    def init(self, key: jax.Array) -> tuple[Params, ModelState]:
+        """Initialises ``(params, model_state)`` from a PRNG key."""
+        x = jnp.zeros((1, *self.input_shape), jnp.float32)
+        variables = self.module.init({"params": key, "dropout": key}, x, train=False)
+        variables = dict(variables)
+        params = variables.pop("params")
+        return params, variables
+
+    def apply(
+        self,
+        params: Params,
+        model_state: ModelState,
+        x: jax.Array,
+        *,
+        train: bool,
+        key: jax.Array | None = None,
+    ) -> tuple[jax.Array, ModelState]:
+        """Forward pass; in train mode BatchNorm uses batch statistics and updates them."""
+        variables = {"params": params, **model_state}
+        rngs = {"dropout": key} if key is not None else {}
+        if train:
+            logits, updates = self.module.apply(
+                variables, x, train=True, rngs=rngs, mutable=["batch_stats"]
+            )
+            return logits, {**model_state, **updates}
+        logits = self.module.apply(variables, x, train=False, rngs=rngs)
+        return logits, model_state
+
+    def activations(
+        self, params: Params, model_state: ModelState, x: jax.Array, *, train: bool = False
+    ) -> dict[str, Any]:
+        """Returns the activations at every marked site, as a nested dict of arrays."""
+        variables = {"params": params, **model_state}
+        mutable = ["intermediates", "batch_stats"] if train else ["intermediates"]
+        _, upd = self.module.apply(variables, x, train=train, mutable=mutable)
+        return jax.tree.map(lambda t: t[0], upd["intermediates"], is_leaf=lambda t: isinstance(t, tuple))
+
+    def num_params(self, params: Params) -> int:
+        return int(sum(p.size for p in jax.tree.leaves(params)))

@@ -1,0 +1,38 @@
+"""Training and inference: ``fit`` (resumable), ``predict``, accuracies, schedules, batching.
+
+References:
+    methods-spec §2.5.
+"""
+
+from jaxmu.train._batches import (
+    epoch_indices,
+    load_batch,
+    member_order,
+    ordered_indices,
+    steps_per_epoch,
+)
+from jaxmu.train._fit import FitResult, TrainConfig, fit, init_keys, train_epoch
+from jaxmu.train._predict import labels, predict, predict_mask, split_accuracies
+from jaxmu.train._schedules import SCHEDULES, cosine, epoch_multiplier, step_decay, triangular
+
+__all__ = [
+    "FitResult",
+    "SCHEDULES",
+    "TrainConfig",
+    "cosine",
+    "epoch_indices",
+    "epoch_multiplier",
+    "fit",
+    "init_keys",
+    "labels",
+    "load_batch",
+    "member_order",
+    "ordered_indices",
+    "predict",
+    "predict_mask",
+    "split_accuracies",
+    "step_decay",
+    "steps_per_epoch",
+    "train_epoch",
+    "triangular",
+]
