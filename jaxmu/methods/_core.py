@@ -1,0 +1,273 @@
+"""Method definitions, hyperparameter search spaces and the method registry.
+
+A method is a frozen :class:`Method`: a registered definition (a builder composing stages,
+default hyperparameters and an Optuna search space, all data) plus the resolved
+hyperparameters and the model it is bound to. Calling it is the pure function
+
+    method(params, model_state, splits, key) -> (params, model_state)
+
+``method.fn`` is that function un-jitted (vmap it over a population); ``method.jitted`` is
+``jax.jit(method.fn)``, compiled once per input shape; ``method(...)`` calls ``jitted``.
+
+References:
+    design.md §2-§3; methods-spec §4.1 (search-space primitives), §5 (each method).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+
+from jaxmu.types import Model, Splits, Stage, UnlearnState, as_key
+
+E_MAX = "E_max"
+"""Placeholder for the epoch budget: ceil(0.2 * original training epochs) (methods-spec §4.1)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HP:
+    """One dimension of a search space.
+
+    Attributes:
+        kind: ``float`` (uniform), ``log`` (log-uniform), ``int``, ``categorical``, ``fixed``.
+        low, high: bounds; ``high`` may be :data:`E_MAX`.
+        choices: for ``categorical``; ``value`` for ``fixed``.
+        dead: the reference searches it but it has no effect (kept in "faithful" sweeps so
+            the NSGA-III trajectory matches, dropped in "clean" sweeps).
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | str | None = None
+    choices: tuple = ()
+    value: Any = None
+    dead: bool = False
+
+    def bounds(self, e_max: int) -> tuple[Any, Any]:
+        hi = e_max if self.high == E_MAX else self.high
+        return self.low, hi
+
+    def suggest(self, trial: Any, name: str, e_max: int) -> Any:
+        """Draws a value with an ``optuna.Trial``."""
+        lo, hi = self.bounds(e_max)
+        if self.kind == "float":
+            return trial.suggest_float(name, lo, hi)
+        if self.kind == "log":
+            return trial.suggest_float(name, lo, hi, log=True)
+        if self.kind == "int":
+            return trial.suggest_int(name, int(lo), int(hi))
+        if self.kind == "categorical":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.kind == "fixed":
+            return trial.suggest_float(name, self.value, self.value)
+        raise ValueError(f"unknown HP kind {self.kind!r}")
+
+
+# Search-space primitives of methods-spec §4.1.
+LR = HP("log", 1e-5, 1e-1)
+WD = HP("log", 1e-5, 1e-1)
+MOMENTUM = HP("fixed", value=0.9)
+EPOCHS = HP("int", 1, E_MAX)
+EPOCHS_FLOAT = HP("float", 1, E_MAX)
+BATCH = HP("categorical", choices=(64, 128, 256))
+UNIT = HP("float", 0.0, 1.0)
+TEMPERATURE = HP("float", 0.0, 5.0)  # the reference allows 0; jaxmu clips to >= 1e-3
+ETA_MIN = HP("log", 1e-6, 1e-1)
+COMMON = {"lr": LR, "momentum": MOMENTUM, "weight_decay": WD, "batch_size": BATCH,
+          "epochs": EPOCHS}
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodDef:
+    """A registered method: ``build(**hparams) -> Stage`` plus defaults and search space."""
+
+    name: str
+    build: Callable[..., Stage]
+    defaults: Mapping[str, Any]
+    space: Mapping[str, HP]
+    summary: str
+    paper: str
+    section: str
+    random: bool = True
+    touches: str = "all"  # "all" or a description of what it may change
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MethodDef) and other.name == self.name
+
+
+_REGISTRY: dict[str, MethodDef] = {}
+_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def register(
+    name: str,
+    *,
+    defaults: Mapping[str, Any],
+    space: Mapping[str, HP],
+    summary: str,
+    paper: str,
+    section: str,
+    random: bool = True,
+) -> Callable[[Callable[..., Stage]], Callable[..., Stage]]:
+    """Decorator registering a builder ``build(**hparams) -> Stage`` under ``name``."""
+    unknown = set(space) - set(defaults)
+    if unknown:
+        raise ValueError(f"{name}: search space names unknown hyperparameters {sorted(unknown)}")
+
+    def deco(build):
+        if name in _REGISTRY or name in _PRESETS:
+            raise ValueError(f"method {name!r} registered twice")
+        _REGISTRY[name] = MethodDef(name, build, dict(defaults), dict(space), summary, paper,
+                                    section, random)
+        return build
+
+    return deco
+
+
+def register_preset(name: str, base: str, **overrides: Any) -> None:
+    """Registers a named preset: an existing method with other defaults (paper 000 §12.6)."""
+    if name in _REGISTRY or name in _PRESETS:
+        raise ValueError(f"method {name!r} registered twice")
+    _PRESETS[name] = (base, overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A method with resolved hyperparameters, optionally bound to a model."""
+
+    definition: MethodDef
+    hparams: tuple[tuple[str, Any], ...]
+    model: Model | None = None
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.definition.name
+
+    @property
+    def hp(self) -> dict[str, Any]:
+        return dict(self.hparams)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return dict(self.definition.defaults)
+
+    @property
+    def search_space(self) -> dict[str, HP]:
+        return dict(self.definition.space)
+
+    def bind(self, model: Model) -> Method:
+        """Returns this method bound to ``model`` (needed before calling it)."""
+        return dataclasses.replace(self, model=model)
+
+    def with_hparams(self, **hp: Any) -> Method:
+        """Returns a copy with some hyperparameters replaced (validated)."""
+        return dataclasses.replace(self, hparams=_resolve(self.definition, {**self.hp, **hp}))
+
+    @functools.cached_property
+    def stage(self) -> Stage:
+        return self.definition.build(**self.hp)
+
+    @functools.cached_property
+    def fn(self) -> Callable[..., tuple[Any, Any]]:
+        """The pure function ``(params, model_state, splits, key) -> (params, model_state)``."""
+        if self.model is None:
+            raise ValueError(f"method {self.name!r} is not bound to a model: use method.bind(model)")
+        model, stage = self.model, self.stage
+
+        def run(params, model_state, splits: Splits, key):
+            state = UnlearnState(params, model_state, {}, model)
+            state = stage(state, splits, as_key(key))
+            return state.params, state.model_state
+
+        return run
+
+    @functools.cached_property
+    def jitted(self) -> Callable[..., tuple[Any, Any]]:
+        return jax.jit(self.fn)
+
+    def __call__(self, params, model_state, splits: Splits, key) -> tuple[Any, Any]:
+        if not isinstance(splits, Splits):
+            raise ValueError(f"splits must be a jaxmu.Splits, got {type(splits).__name__}")
+        return self.jitted(params, model_state, splits, as_key(key))
+
+
+def _resolve(defn: MethodDef, hp: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    unknown = sorted(set(hp) - set(defn.defaults))
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {unknown} for {defn.name!r}; valid: "
+            f"{', '.join(sorted(defn.defaults))}"
+        )
+    merged = {**defn.defaults, **hp}
+    out = []
+    for k in sorted(merged):
+        v = merged[k]
+        d = defn.defaults[k]
+        if isinstance(d, bool) and not isinstance(v, bool):
+            raise ValueError(f"{defn.name}.{k} must be a bool, got {v!r}")
+        if isinstance(d, (int, float)) and not isinstance(d, bool):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"{defn.name}.{k} must be a finite number, got {v!r}")
+            if isinstance(d, int) and not isinstance(d, bool) and float(v).is_integer():
+                v = int(v)
+        if isinstance(v, list):
+            v = tuple(v)
+        out.append((k, v))
+    return tuple(out)
+
+
+def list_methods(include_presets: bool = True) -> list[str]:
+    """Names of all registered methods (and presets), sorted."""
+    names = set(_REGISTRY) | (set(_PRESETS) if include_presets else set())
+    return sorted(names)
+
+
+def get_method(name: str, model: Model | None = None, **hparams: Any) -> Method:
+    """Returns a registered method with hyperparameters resolved (defaults + overrides).
+
+    Raises:
+        ValueError: unknown method (listing the valid ones) or unknown/invalid hyperparameter.
+    """
+    label = ""
+    if name in _PRESETS:
+        base, over = _PRESETS[name]
+        label, name, hparams = name, base, {**over, **hparams}
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
+    defn = _REGISTRY[name]
+    m = Method(defn, _resolve(defn, hparams), model, label)
+    m.stage  # build now so bad hyperparameter values fail here, not inside jit  # noqa: B018
+    return m
+
+
+def parse_hp(items: list[str] | None) -> dict[str, Any]:
+    """Parses CLI ``key=value`` overrides (numbers, true/false, comma lists)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ValueError(f"--hp expects key=value, got {item!r}")
+        out[k.strip()] = _parse_value(v.strip())
+    return out
+
+
+def _parse_value(v: str) -> Any:
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    if "," in v:
+        return tuple(_parse_value(p) for p in v.split(","))
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v

@@ -1,0 +1,14 @@
+"""O: the original model, unchanged (the reference point "no unlearning")."""
+
+from jaxmu.methods._core import register
+
+
+@register("original", defaults={}, space={}, summary="no-op: return the original model",
+          paper="Deep Unlearn (004)", section="methods-spec §1", random=False)
+def original():
+    """Identity stage.
+
+    References:
+        Cadet et al., Deep Unlearn (2024); methods-spec §1.
+    """
+    return lambda state, splits, key: state
