@@ -4,7 +4,9 @@
 :class:`Method`; ``method.bind(model)(params, model_state, splits, key)`` runs it.
 """
 
-from jaxmu.methods import ct, ft, ga, msg, original, retrain  # noqa: F401  (registration)
+import importlib as _importlib
+import pkgutil as _pkgutil
+
 from jaxmu.methods._core import (
     BATCH,
     COMMON,
@@ -23,6 +25,11 @@ from jaxmu.methods._core import (
     register,
     register_preset,
 )
+
+# Every public module of this package defines (and registers) one method.
+for _m in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _m.name.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_m.name}")
 
 __all__ = [
     "BATCH",
