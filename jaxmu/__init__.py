@@ -4,8 +4,9 @@ Curated public API; submodules (``jaxmu.data``, ``jaxmu.models``, ``jaxmu.train`
 ``jaxmu.metrics``, ``jaxmu.io``, ...) hold the rest.
 """
 
-from jaxmu import data, io, models, train
+from jaxmu import data, io, losses, methods, models, stages, train, transforms
 from jaxmu.data import Dataset, load_dataset, random_splits, scenario_splits
+from jaxmu.methods import Method, get_method, list_methods
 from jaxmu.models import get_model
 from jaxmu.train import TrainConfig, fit, predict, split_accuracies
 from jaxmu.types import Model, Pool, Splits, Stage, UnlearnState, as_key
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Dataset",
+    "Method",
     "Model",
     "Pool",
     "Splits",
@@ -23,13 +25,19 @@ __all__ = [
     "as_key",
     "data",
     "fit",
+    "get_method",
     "get_model",
     "io",
+    "list_methods",
     "load_dataset",
+    "losses",
+    "methods",
     "models",
     "predict",
     "random_splits",
     "scenario_splits",
     "split_accuracies",
+    "stages",
     "train",
+    "transforms",
 ]

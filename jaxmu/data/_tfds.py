@@ -64,6 +64,9 @@ def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         import tensorflow_datasets as tfds
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError as e:  # pragma: no cover - depends on the install
         raise DataNotFoundError(
             f"tensorflow-datasets is not installed ({e.name}); " + _howto(name, data_dir)

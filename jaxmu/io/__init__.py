@@ -1,9 +1,12 @@
 """Checkpoints (orbax), result files and provenance."""
 
+from jaxmu.io._cache import cache_key, cached_fit
 from jaxmu.io._checkpoint import latest_step, restore_checkpoint, save_checkpoint
 from jaxmu.io._provenance import provenance, versions, write_json
 
 __all__ = [
+    "cache_key",
+    "cached_fit",
     "latest_step",
     "provenance",
     "restore_checkpoint",

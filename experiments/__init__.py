@@ -1,0 +1,1 @@
+"""Thin experiment CLIs; the shared logic lives in experiments._cli."""

@@ -1,0 +1,8 @@
+"""`python -m experiments.digits --method <name>`: unlearning on digits (see experiments/_cli.py)."""
+
+import sys
+
+from experiments._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main("digits"))
