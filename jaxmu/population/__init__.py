@@ -1,0 +1,43 @@
+"""The population engine: train, unlearn and evaluate many models at once.
+
+References:
+    design.md §4.
+"""
+
+from jaxmu.population._population import (
+    PopulationFit,
+    balanced_masks,
+    fit_population,
+    init_population,
+    merge_blocks,
+    model_keys,
+    predict_population,
+    splits_axes,
+    stack_splits,
+    unlearn_population,
+)
+from jaxmu.population._strategies import (
+    STRATEGIES,
+    auto_strategy,
+    has_conv,
+    map_models,
+    resolve_strategy,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "PopulationFit",
+    "auto_strategy",
+    "balanced_masks",
+    "fit_population",
+    "has_conv",
+    "init_population",
+    "map_models",
+    "merge_blocks",
+    "model_keys",
+    "predict_population",
+    "resolve_strategy",
+    "splits_axes",
+    "stack_splits",
+    "unlearn_population",
+]
