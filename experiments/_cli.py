@@ -62,7 +62,19 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="output directory for the JSON result")
     p.add_argument("--cache-dir", default=".jaxmu_cache",
                    help="cache of trained O/R models ('' disables)")
-    p.add_argument("--no-mia", action="store_true", help="skip the membership-inference metrics")
+    p.add_argument("--no-mia", action="store_true",
+                   help="skip the classifier and feature MIAs (the loss MIA always runs)")
+    p.add_argument("--eval", default="single", choices=("single", "fscore", "ulira"),
+                   help="single model (default), competition F-score, or U-LiRA")
+    p.add_argument("--models", type=int, default=512,
+                   help="--eval fscore: models per population (unlearned and retrained)")
+    p.add_argument("--shadows", type=int, default=64, help="--eval ulira: shadow originals")
+    p.add_argument("--forget-sets", type=int, default=10,
+                   help="--eval ulira: forget sets per shadow")
+    p.add_argument("--strategy", default="auto",
+                   choices=("auto", "vmap", "chunked", "sequential", "sharded"),
+                   help="population strategy (results do not depend on it)")
+    p.add_argument("--chunk", type=int, default=None, help="models per chunk (chunked)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -82,28 +94,35 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UsageError(f"--batch-size must be >= 1, got {a.batch_size}")
     if not a.lr > 0:
         raise UsageError(f"--lr must be > 0, got {a.lr}")
+    if a.models < 2:
+        raise UsageError(f"--models must be >= 2, got {a.models}")
+    if a.shadows < 4 or a.shadows % 2:
+        raise UsageError(f"--shadows must be an even number >= 4, got {a.shadows}")
+    if a.forget_sets < 1:
+        raise UsageError(f"--forget-sets must be >= 1, got {a.forget_sets}")
+    if a.strategy == "chunked" and not (a.chunk and a.chunk >= 1):
+        raise UsageError("--strategy chunked needs --chunk >= 1")
 
 
 def _fmt(v: Any) -> str:
     return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.3f}"
 
 
-def format_table(acc: dict[str, dict[str, float]], record: dict[str, Any]) -> str:
-    """Accuracies of O, R and U per split, retention, MIA and timing as a text table."""
-    lines = [f"{'model':<12}{'RA':>8}{'FA':>8}{'VA':>8}{'TA':>8}{'MIA':>8}{'time s':>9}"]
-    for who in ("original", "retrain", "unlearned"):
-        a = acc[who]
-        t = record["timings"].get(f"{who}_s")
-        mia = record.get("mia", {}).get(who)
-        lines.append(f"{who:<12}" + "".join(f"{_fmt(a[s]):>8}" for s in
-                                             ("retain", "forget", "val", "test"))
-                     + f"{_fmt(mia):>8}" + (f"{t:9.2f}" if t is not None else f"{'-':>9}"))
-    r = record["retention"]
-    lines.append(f"retention vs R: RR {r['RR']:.3f}  FR {r['FR']:.3f}  TR {r['TR']:.3f}  "
-                 f"RetDev {r['RetDev']:.3f}")
+def format_table(record: dict[str, Any]) -> str:
+    """Accuracies of O, R and U per split, test MIA, retention and timing as a text table."""
+    m = record["metrics"]
     t = record["timings"]
+    lines = [f"{'model':<12}{'RA':>8}{'FA':>8}{'VA':>8}{'TA':>8}{'T-MIA':>8}{'time s':>9}"]
+    for who, prefix in (("original", "original_"), ("retrain", "retrained_"),
+                        ("unlearned", "")):
+        row = [m.get(f"{prefix}{k}") for k in ("ra", "fa", "va", "ta", "mia_test")]
+        lines.append(f"{who:<12}" + "".join(f"{_fmt(v):>8}" for v in row)
+                     + f"{t[f'{who}_s']:9.2f}")
+    lines.append(f"retention vs R: RR {_fmt(m.get('rr'))}  FR {_fmt(m.get('fr'))}  "
+                 f"TR {_fmt(m.get('tr'))}  RetDev {_fmt(m.get('retdev'))}  "
+                 f"indiscernibility {_fmt(m.get('indisc_test'))}")
     lines.append(f"run time {t['unlearned_s']:.3f} s (compile {t['compile_s']:.2f} s excluded), "
-                 f"RTE = T_retrain / T_method = {record['rte']:.2f}x")
+                 f"RTE = T_retrain / T_method = {m.get('rte', float('nan')):.2f}x")
     return "\n".join(lines)
 
 
@@ -111,11 +130,12 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """Runs one experiment and returns its JSON record (also written to ``--out``)."""
     import jax
 
+    from jaxmu import evaluate
     from jaxmu.data import DataNotFoundError, load_dataset, scenario_splits
     from jaxmu.io import cached_fit, provenance, write_json
     from jaxmu.methods import get_method, parse_hp
     from jaxmu.models import get_model
-    from jaxmu.train import TrainConfig, split_accuracies
+    from jaxmu.train import TrainConfig
 
     try:
         hp = parse_hp(a.hp)
@@ -156,13 +176,13 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         pu, su = jax.block_until_ready(compiled(po, so, splits, key))
         t_method = time.perf_counter() - t0
 
-    acc = {
-        "original": split_accuracies(model, po, so, splits),
-        "retrain": split_accuracies(model, pr, sr, splits),
-        "unlearned": split_accuracies(model, pu, su, splits),
-    }
+    metrics = evaluate(model, (pu, su), splits, original=(po, so), retrained=(pr, sr),
+                       timings={"run_seconds": t_method, "compile_seconds": t_compile,
+                                "reference_seconds": t_retrain},
+                       classifier_mias=not a.no_mia, seed=a.seed)
     record: dict[str, Any] = {
         "experiment": dataset,
+        "eval": a.eval,
         "method": method.name,
         "hparams": method.hp,
         "config": {k: v for k, v in vars(a).items() if k not in ("list_methods",)},
@@ -170,26 +190,51 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         "model": model.name,
         "splits": splits.sizes(),
         "seed": a.seed,
-        "accuracy": acc,
+        "metrics": metrics,
         "timings": {"original_s": float(meta_o["timings"]["train_s"]), "retrain_s": t_retrain,
                     "unlearned_s": t_method, "compile_s": t_compile},
         "cache": {"original": meta_o.get("cache_key"), "retrain": meta_r.get("cache_key")},
         "provenance": provenance(),
     }
-    record.update(_metrics(model, (po, so), (pr, sr), (pu, su), splits, acc, t_retrain,
-                           t_method, mia=not a.no_mia))
-    out = Path(a.out) / dataset / f"{method.name}_seed{a.seed}.json"
+    if a.eval != "single":
+        record[a.eval] = _population_eval(a, model, splits, (po, so), method, recipe, cache,
+                                          progress)
+    suffix = "" if a.eval == "single" else f"_{a.eval}"
+    out = Path(a.out) / dataset / f"{method.name}_seed{a.seed}{suffix}.json"
     write_json(out, record)
     record["_path"] = str(out)
     return record
 
 
-def _metrics(model, o, r, u, splits, acc, t_retrain, t_method, *, mia: bool) -> dict[str, Any]:
-    """Retention, RetDev, RTE and (optionally) the population MIA for O, R and U."""
-    from jaxmu import evaluate
+def _population_eval(a, model, splits, original, method, recipe, cache, progress):
+    from jaxmu.population import fscore_pipeline, ulira_pipeline
 
-    return evaluate.experiment_metrics(model, o, r, u, splits, acc, t_retrain, t_method,
-                                       mia=mia)
+    bound = method.bind(model)
+    if a.eval == "fscore":
+        return fscore_pipeline(model, splits, original, bound, num_models=a.models, seed=a.seed,
+                               config=recipe, strategy=a.strategy, chunk=a.chunk,
+                               cache_dir=cache, progress=progress)
+    return ulira_pipeline(model, splits, bound, num_shadows=a.shadows,
+                          num_forget_sets=a.forget_sets, forget_fraction=a.forget_fraction,
+                          seed=a.seed, config=recipe, strategy=a.strategy, chunk=a.chunk,
+                          cache_dir=cache, progress=progress)
+
+
+def _population_summary(record: dict[str, Any]) -> str:
+    if "fscore" in record:
+        f = record["fscore"]
+        ra, ta = f["unlearned_ra"], f["unlearned_ta"]
+        return (f"competition F-score over {f['num_models']}+{f['num_models']} models: "
+                f"forget quality F = {f['forget_quality']:.4f}, score = {f['score']:.4f} "
+                f"(RA_U {ra['value']:.3f} [{ra['ci'][0]:.3f}, {ra['ci'][1]:.3f}], "
+                f"TA_U {ta['value']:.3f} [{ta['ci'][0]:.3f}, {ta['ci'][1]:.3f}])")
+    u = record["ulira"]
+    ci = u.get("ulira_accuracy_ci")
+    ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return (f"U-LiRA ({u['num_shadows']} shadows x {u['num_forget_sets']} forget sets, "
+            f"{u['num_targets']} held-out targets): accuracy {u['ulira_accuracy']:.3f}{ci_s} "
+            f"(0.5 = perfect unlearning), best-threshold {u['ulira_best_acc']:.3f}, "
+            f"AUC {u['auc']:.3f}, TPR@1%FPR {u['tpr_at_1fpr']:.3f}")
 
 
 def main(dataset: str, argv: list[str] | None = None) -> int:
@@ -208,9 +253,10 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    acc = record["accuracy"]
     print(f"{dataset}: method {record['method']}  model {record['model']}  seed {record['seed']}"
           f"  splits {record['splits']}")
-    print(format_table(acc, record))
+    print(format_table(record))
+    if a.eval != "single":
+        print(_population_summary(record))
     print(f"wrote {record['_path']}")
     return 0

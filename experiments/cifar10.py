@@ -1,4 +1,4 @@
-"""`python -m experiments.cifar10 --method <name>`: unlearning on cifar10 (see experiments/_cli.py)."""
+"""`python -m experiments.cifar10`: unlearning on cifar10 (see experiments/_cli.py)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""`python -m experiments.cifar100 --method <name>`: unlearning on cifar100 (see experiments/_cli.py)."""
+"""`python -m experiments.cifar100`: unlearning on cifar100 (see experiments/_cli.py)."""
 
 import sys
 

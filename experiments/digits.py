@@ -1,4 +1,4 @@
-"""`python -m experiments.digits --method <name>`: unlearning on digits (see experiments/_cli.py)."""
+"""`python -m experiments.digits`: unlearning on digits (see experiments/_cli.py)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""`python -m experiments.fashion_mnist --method <name>`: unlearning on fashion_mnist (see experiments/_cli.py)."""
+"""`python -m experiments.fashion_mnist`: unlearning on fashion_mnist (see experiments/_cli.py)."""
 
 import sys
 

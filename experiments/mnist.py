@@ -1,4 +1,4 @@
-"""`python -m experiments.mnist --method <name>`: unlearning on mnist (see experiments/_cli.py)."""
+"""`python -m experiments.mnist`: unlearning on mnist (see experiments/_cli.py)."""
 
 import sys
 

@@ -4,7 +4,8 @@ Curated public API; submodules (``jaxmu.data``, ``jaxmu.models``, ``jaxmu.train`
 ``jaxmu.metrics``, ``jaxmu.io``, ...) hold the rest.
 """
 
-from jaxmu import data, io, losses, methods, models, stages, train, transforms
+from jaxmu import data, io, losses, methods, metrics, models, population, stages, train, transforms
+from jaxmu._evaluate import evaluate
 from jaxmu.data import Dataset, load_dataset, random_splits, scenario_splits
 from jaxmu.methods import Method, get_method, list_methods
 from jaxmu.models import get_model
@@ -24,6 +25,7 @@ __all__ = [
     "UnlearnState",
     "as_key",
     "data",
+    "evaluate",
     "fit",
     "get_method",
     "get_model",
@@ -32,7 +34,9 @@ __all__ = [
     "load_dataset",
     "losses",
     "methods",
+    "metrics",
     "models",
+    "population",
     "predict",
     "random_splits",
     "scenario_splits",

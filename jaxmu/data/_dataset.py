@@ -67,7 +67,8 @@ def make_dataset(
         xs.append(x)
     x_train, x_test = xs
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(f"train/test image shapes differ: {x_train.shape[1:]} vs {x_test.shape[1:]}")
+        raise ValueError(
+            f"train/test image shapes differ: {x_train.shape[1:]} vs {x_test.shape[1:]}")
     y_train = np.asarray(y_train).astype(np.int64).reshape(-1)
     y_test = np.asarray(y_test).astype(np.int64).reshape(-1)
     if len(y_train) != len(x_train) or len(y_test) != len(x_test):

@@ -180,7 +180,8 @@ class Method:
     def fn(self) -> Callable[..., tuple[Any, Any]]:
         """The pure function ``(params, model_state, splits, key) -> (params, model_state)``."""
         if self.model is None:
-            raise ValueError(f"method {self.name!r} is not bound to a model: use method.bind(model)")
+            raise ValueError(
+                f"method {self.name!r} is not bound to a model: use method.bind(model)")
         model, stage = self.model, self.stage
 
         def run(params, model_state, splits: Splits, key):

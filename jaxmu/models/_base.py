@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxmu.types import Params, ModelState
+from jaxmu.types import ModelState, Params
 
 
 def activation(module: nn.Module, x: jax.Array, name: str) -> jax.Array:
@@ -116,7 +116,8 @@ class FlaxModel:
         variables = {"params": params, **model_state}
         mutable = ["intermediates", "batch_stats"] if train else ["intermediates"]
         _, upd = self.module.apply(variables, x, train=train, mutable=mutable)
-        return jax.tree.map(lambda t: t[0], upd["intermediates"], is_leaf=lambda t: isinstance(t, tuple))
+        return jax.tree.map(lambda t: t[0], upd["intermediates"],
+                            is_leaf=lambda t: isinstance(t, tuple))
 
     def num_params(self, params: Params) -> int:
         return int(sum(p.size for p in jax.tree.leaves(params)))

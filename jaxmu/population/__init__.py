@@ -4,6 +4,13 @@ References:
     design.md §4.
 """
 
+from jaxmu.population._pipelines import (
+    ULiRADesign,
+    cached_fit_population,
+    fscore_pipeline,
+    ulira_design,
+    ulira_pipeline,
+)
 from jaxmu.population._population import (
     PopulationFit,
     balanced_masks,
@@ -27,6 +34,11 @@ from jaxmu.population._strategies import (
 __all__ = [
     "STRATEGIES",
     "PopulationFit",
+    "ULiRADesign",
+    "cached_fit_population",
+    "fscore_pipeline",
+    "ulira_design",
+    "ulira_pipeline",
     "auto_strategy",
     "balanced_masks",
     "fit_population",

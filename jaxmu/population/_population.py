@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jax

@@ -181,7 +181,7 @@ def finetune(
                                   x2=x2 if second else None)
                 return loss(inp_), ms
 
-            (l, ms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            (loss_v, ms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             d, new_opt = tx.update(grads, opt_state, params, aux=state.aux)
             if schedule_per == "epoch":
                 mult = lr_multiplier(schedule, offset + e, sched_total, **skw)
@@ -196,7 +196,7 @@ def finetune(
             new = (new_params, ms, new_opt)
             old = (params, model_state, opt_state)
             out = jax.tree.map(lambda a, b: jnp.where(valid, a, b), new, old)
-            return (*out, s_glob + 1), jnp.where(valid, l, 0.0)
+            return (*out, s_glob + 1), jnp.where(valid, loss_v, 0.0)
 
         def epoch(carry, e):
             ke = jax.random.fold_in(key, e)

@@ -1,0 +1,244 @@
+"""Population pipelines: the NeurIPS-2023 competition F-score and U-LiRA.
+
+References:
+    evaluation-spec §1 (F-score: one original, N unlearning runs from it, N retrains on the
+    same forget set), §2.6 (U-LiRA protocol), §5 (cost levers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmu.io import cache_key, latest_step, restore_checkpoint, save_checkpoint
+from jaxmu.metrics import bootstrap_ci, competition_score, forget_quality, membership_statistic
+from jaxmu.metrics import ulira as ulira_metric
+from jaxmu.population._population import (
+    PopulationFit,
+    balanced_masks,
+    fit_population,
+    init_population,
+    model_keys,
+    predict_population,
+    stack_splits,
+    unlearn_population,
+)
+from jaxmu.train._fit import TrainConfig
+from jaxmu.types import Model, Splits, as_key
+
+
+def cached_fit_population(cache_dir: str | None, model: Model, pool: Any, masks: Any, root: int,
+                          config: TrainConfig, *, tag: str, strategy: str = "auto",
+                          chunk: int | None = None, progress: bool = True) -> PopulationFit:
+    """:func:`fit_population` with a cache keyed by (pool, masks, model, recipe, seed, tag);
+    a killed run resumes from its last epoch checkpoint."""
+    if cache_dir is None:
+        return fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
+                              progress=progress)
+    masks = np.asarray(masks, bool)
+    key = f"{tag}_{masks.shape[0]}_{cache_key(pool, masks, model, config, root)}"
+    final = Path(cache_dir) / key / "final"
+    if latest_step(final) is not None:
+        like = jax.eval_shape(lambda: init_population(model, root, range(masks.shape[0])))
+        (params, state), meta = restore_checkpoint(final, like)
+        return PopulationFit(params, state, list(meta["ids"]), meta["history"],
+                             meta["timings"], meta["strategy"])
+    r = fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
+                       progress=progress, checkpoint_dir=str(Path(cache_dir) / key / "epochs"))
+    save_checkpoint(final, 0, (r.params, r.model_state),
+                    {"ids": r.ids, "history": r.history, "timings": r.timings,
+                     "strategy": r.strategy})
+    return r
+
+
+def _accuracy(logits: jax.Array, y: jax.Array) -> np.ndarray:
+    return np.asarray(jnp.mean(jnp.argmax(logits, -1) == y[None], axis=-1))
+
+
+def fscore_pipeline(
+    model: Model,
+    splits: Splits,
+    original: tuple[Any, Any],
+    method: Any,
+    *,
+    num_models: int = 512,
+    seed: int = 0,
+    config: TrainConfig = TrainConfig(),
+    strategy: str = "auto",
+    chunk: int | None = None,
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The competition F-score of ``method``: ``num_models`` unlearning runs from the one
+    ``original`` (keys ``fold_in(root, i)``) and ``num_models`` retrains on retain (the
+    retrain population is cached and reused across methods).
+
+    Returns:
+        dict with ``forget_quality`` (F), ``score`` (F x RA_U/RA_R x TA_U/TA_R), per-example
+        ``eps``, mean accuracies of both populations with bootstrap CIs, and timings.
+    """
+    n = num_models
+    t0 = time.perf_counter()
+    retain = np.broadcast_to(np.asarray(splits.retain), (n, splits.pool.size))
+    rpop = cached_fit_population(cache_dir, model, splits.pool, retain, seed + 1000, config,
+                                 tag="retrain", strategy=strategy, chunk=chunk,
+                                 progress=progress)
+    t_retrain = time.perf_counter() - t0
+    keys = model_keys(jax.random.fold_in(as_key(seed), 99), range(n))
+    pu, su, tu = unlearn_population(method, original[0], original[1], splits, keys,
+                                    strategy=strategy, chunk=chunk, shared_model=True)
+    y = {s: splits.pool.y[splits.indices(s)] for s in ("forget", "retain", "test")}
+    res: dict[str, Any] = {}
+    logits = {}
+    for who, (p, s) in (("unlearned", (pu, su)), ("retrained", (rpop.params, rpop.model_state))):
+        logits[who] = {sp: predict_population(model, p, s, splits.pool, splits.mask(sp),
+                                              strategy=strategy, chunk=chunk)
+                       for sp in ("forget", "retain", "test")}
+    confs = {who: membership_statistic(np.asarray(lg["forget"]), np.asarray(y["forget"]))
+             for who, lg in logits.items()}
+    acc = {who: {sp: _accuracy(lg[sp], y[sp]) for sp in ("retain", "test")}
+           for who, lg in logits.items()}
+    f, eps = forget_quality(confs["unlearned"], confs["retrained"])
+    score = competition_score(confs["unlearned"], confs["retrained"],
+                              acc["unlearned"]["retain"], acc["retrained"]["retain"],
+                              acc["unlearned"]["test"], acc["retrained"]["test"])
+    for who in acc:
+        for sp in ("retain", "test"):
+            v, lo, hi = bootstrap_ci(acc[who][sp])
+            res[f"{who}_{'ra' if sp == 'retain' else 'ta'}"] = {"value": v, "ci": [lo, hi]}
+    res.update({
+        "forget_quality": float(f), "score": float(score), "eps": eps.tolist(),
+        "num_models": n, "forget_size": splits.n_forget,
+        "timings": {"retrain_population_s": t_retrain,
+                    "unlearn_compile_s": tu["compile_s"], "unlearn_run_s": tu["run_s"],
+                    "strategy": tu["strategy"]},
+    })
+    return res
+
+
+@dataclasses.dataclass
+class ULiRADesign:
+    """The U-LiRA shadow design: IN masks ``[M, N]``, forget masks ``[M, K, N]``."""
+
+    in_masks: np.ndarray
+    forget: np.ndarray
+    candidates: np.ndarray
+
+    @property
+    def num_shadows(self) -> int:
+        return self.in_masks.shape[0]
+
+    @property
+    def num_forget_sets(self) -> int:
+        return self.forget.shape[1]
+
+
+def ulira_design(splits: Splits, num_shadows: int, num_forget_sets: int,
+                 forget_fraction: float, seed: int = 0) -> ULiRADesign:
+    """Balanced IN halves of the train candidates (forget ∪ retain of ``splits``) and K
+    forget sets per shadow, each ``forget_fraction`` of IN_m, seeded by ``(m, k)``."""
+    if not 0 < forget_fraction < 1:
+        raise ValueError(f"forget_fraction must lie in (0, 1), got {forget_fraction}")
+    if num_forget_sets < 1:
+        raise ValueError(f"num_forget_sets must be >= 1, got {num_forget_sets}")
+    cand = np.asarray(splits.mask("train"))
+    key = jax.random.fold_in(as_key(seed), 17)
+    ins = balanced_masks(key, num_shadows, cand)
+    size = max(1, int(round(forget_fraction * ins[0].sum())))
+    forget = np.zeros((num_shadows, num_forget_sets, cand.size), bool)
+    for m in range(num_shadows):
+        members = np.flatnonzero(ins[m])
+        for k in range(num_forget_sets):
+            kk = jax.random.fold_in(jax.random.fold_in(key, 1000 + m), k)
+            pick = np.asarray(jax.random.choice(kk, members.size, (size,), replace=False))
+            forget[m, k, members[pick]] = True
+    return ULiRADesign(ins, forget, cand)
+
+
+def ulira_pipeline(
+    model: Model,
+    splits: Splits,
+    method: Any,
+    *,
+    num_shadows: int = 64,
+    num_forget_sets: int = 10,
+    forget_fraction: float = 0.1,
+    num_targets: int | None = None,
+    statistic: str = "confidence",
+    seed: int = 0,
+    config: TrainConfig = TrainConfig(),
+    strategy: str = "auto",
+    chunk: int | None = None,
+    cache_dir: str | None = None,
+    n_bootstrap: int = 200,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """U-LiRA for ``method`` (evaluation-spec §2.6).
+
+    M shadow originals on balanced halves of the train set (cached and reused across
+    methods), K forget sets each, unlearning over all (m, k) as one population; the
+    statistic on every candidate example; H1(x) = runs that forgot x, H0(x) = runs of the
+    same method whose original never saw x (Deep Unlearn's design). The last
+    ``num_targets`` shadows (default M/8, at least 2) are held out: never used in the
+    Gaussian fits; each target run scores its forget set (positives) against an equal-size
+    random sample of its never-seen examples (negatives).
+
+    Returns:
+        The :func:`jaxmu.metrics.ulira` report (``ulira_accuracy`` with a bootstrap CI over
+        target runs, ``ulira_best_acc``, ``auc``, TPR at 1% / 0.1% FPR, per-example
+        accuracy distribution) plus timings and the design sizes.
+    """
+    m_sh, k_f = num_shadows, num_forget_sets
+    t_ = num_targets if num_targets is not None else max(2, m_sh // 8)
+    if not 1 <= t_ < m_sh - 1:
+        raise ValueError(f"num_targets must lie in [1, {m_sh - 2}], got {t_}")
+    design = ulira_design(splits, m_sh, k_f, forget_fraction, seed)
+    pool = splits.pool
+    t0 = time.perf_counter()
+    orig = cached_fit_population(cache_dir, model, pool, design.in_masks, seed + 2000, config,
+                                 tag="ulira_original", strategy=strategy, chunk=chunk,
+                                 progress=progress)
+    t_orig = time.perf_counter() - t0
+    rep = lambda x: jnp.repeat(x, k_f, axis=0)  # noqa: E731  [M] -> [M*K], (m, k) order
+    params, state = jax.tree.map(rep, orig.params), jax.tree.map(rep, orig.model_state)
+    forget = design.forget.reshape(m_sh * k_f, -1)
+    ins = np.repeat(design.in_masks, k_f, axis=0)
+    out = design.candidates[None] & ~ins
+    val = np.broadcast_to(np.asarray(splits.val), forget.shape)
+    psplits = stack_splits(pool, forget, ins & ~forget, val=val, test=out)
+    keys = model_keys(jax.random.fold_in(as_key(seed), 3), range(m_sh * k_f))
+    pu, su, tu = unlearn_population(method, params, state, psplits, keys, strategy=strategy,
+                                    chunk=chunk)
+    cand = jnp.asarray(design.candidates)
+    logits = predict_population(model, pu, su, pool, cand, strategy=strategy, chunk=chunk)
+    y = np.asarray(pool.y)[design.candidates]
+    stats = membership_statistic(np.asarray(logits), y, kind=statistic)  # [M*K, Nc]
+    h1 = forget[:, design.candidates]
+    h0 = out[:, design.candidates]
+    n_sh = (m_sh - t_) * k_f
+    rng = np.random.default_rng(seed)
+    tmask = h1[n_sh:].copy()
+    for i in range(tmask.shape[0]):
+        neg = np.flatnonzero(h0[n_sh + i])
+        tmask[i, rng.choice(neg, min(neg.size, int(h1[n_sh + i].sum())), replace=False)] = True
+    rep_ = ulira_metric(stats[:n_sh], stats[:n_sh], stats[n_sh:], h1[n_sh:],
+                        shadow_unlearned_mask=h1[:n_sh], shadow_retrained_mask=h0[:n_sh],
+                        target_mask=tmask, n_bootstrap=n_bootstrap, seed=seed)
+    rep_ = {k: v for k, v in rep_.items() if k != "scores"}
+    rep_.update({
+        "num_shadows": m_sh, "num_forget_sets": k_f, "num_targets": t_,
+        "forget_size": int(forget[0].sum()), "statistic": statistic,
+        "timings": {"originals_s": t_orig, "unlearn_compile_s": tu["compile_s"],
+                    "unlearn_run_s": tu["run_s"], "strategy": tu["strategy"]},
+    })
+    return rep_
+
+
+__all__ = ["ULiRADesign", "cached_fit_population", "fscore_pipeline",
+           "ulira_design", "ulira_pipeline"]
