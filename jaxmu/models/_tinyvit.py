@@ -38,6 +38,11 @@ LayerNorm 1/0, convs the PyTorch default (kaiming-uniform a=sqrt(5); no bias), B
 gamma = ``bn_weight_init`` (1, or 0 for the last MBConv conv) and beta 0. GELU is the exact
 (erf) one, LayerNorm eps 1e-5, BatchNorm momentum 0.1 (flax 0.9) and eps 1e-5.
 
+Tokens are kept on their NHWC grid throughout (the reference flattens them to ``(B, L, C)``
+after PatchMerging); LayerNorm/Linear act on the channel axis, so this is the same function.
+The cached table also goes stale in the reference if ``attention_biases`` is changed while
+the model stays in eval mode; this port always reads the current parameter.
+
 Parameter names mirror the PyTorch ``state_dict`` (``patch_embed/seq_0/c/kernel``,
 ``layers_1/blocks_0/attn/qkv/kernel``, ``layers_1/downsample/conv2/bn/scale``, ``head/...``).
 Every GELU is an activation site (:func:`jaxmu.models.activation`).
@@ -49,6 +54,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Sequence
@@ -62,11 +68,12 @@ from jaxmu.models._base import FlaxModel, activation, torch_default_kernel_init
 
 
 def _trunc_normal_002(key, shape, dtype=jnp.float32):
-    """timm ``trunc_normal_(std=0.02)``: N(0, 0.02^2) truncated at the *absolute* bounds +-2."""
-    std = 0.02
-    return (jax.random.truncated_normal(key, -2.0 / std, 2.0 / std, shape, dtype) * std).astype(
-        dtype
-    )
+    """timm ``trunc_normal_(std=0.02)``: N(0, 0.02^2) truncated at the *absolute* bounds +-2.
+
+    The bounds sit at +-100 std, so truncation never binds: a clipped normal is the same
+    distribution (and avoids the inverse-CDF sampler's +-bound values at u = +-1).
+    """
+    return jnp.clip(0.02 * jax.random.normal(key, shape, dtype), -2.0, 2.0)
 
 
 def _dense(features: int, name: str) -> nn.Dense:
@@ -93,6 +100,7 @@ def _drop_path(module: nn.Module, x: jax.Array, rate: float, train: bool) -> jax
     return x / keep * mask
 
 
+@functools.cache
 def attention_bias_index(window: int) -> tuple[np.ndarray, int]:
     """The reference's bias gather index ``(N, N)`` and the number of distinct offsets.
 
@@ -109,7 +117,15 @@ def attention_bias_index(window: int) -> tuple[np.ndarray, int]:
                 offsets[off] = len(offsets)
             idxs.append(offsets[off])
     n = len(points)
-    return np.asarray(idxs, np.int32).reshape(n, n), len(offsets)
+    idx = np.asarray(idxs, np.int32).reshape(n, n)
+    idx.flags.writeable = False  # cached: shared between calls
+    return idx, len(offsets)
+
+
+def _drop_path_rates(depths: Sequence[int], rate: float) -> list[tuple[float, ...]]:
+    """Per-layer stochastic-depth rates: ``torch.linspace(0, rate, sum(depths))`` (float32)."""
+    dpr = [float(r) for r in np.linspace(0.0, rate, sum(depths), dtype=np.float32)]
+    return [tuple(dpr[sum(depths[:i]):sum(depths[:i + 1])]) for i in range(len(depths))]
 
 
 class Conv2dBN(nn.Module):
@@ -188,11 +204,10 @@ class Attention(nn.Module):
         x = _layer_norm("norm")(x)
         qkv = _dense(3 * c, "qkv")(x).reshape(b, n, self.num_heads, 3 * hd)
         q, k, v = jnp.split(qkv, 3, axis=-1)  # per head [q | k | v], as the reference
-        attn = jnp.einsum("bnhd,bmhd->bhnm", q, k) * hd**-0.5
-        ab = biases[:, idx]
         if not train and self.freeze_biases_in_eval:
-            ab = jax.lax.stop_gradient(ab)  # reference: cached under no_grad at .eval()
-        attn = jax.nn.softmax(attn + ab, axis=-1)
+            biases = jax.lax.stop_gradient(biases)  # reference: cached under no_grad at .eval()
+        attn = jnp.einsum("bnhd,bmhd->bhnm", q, k) * hd**-0.5
+        attn = jax.nn.softmax(attn + biases[:, idx], axis=-1)
         x = jnp.einsum("bhnm,bmhd->bnhd", attn, v).reshape(b, n, c)
         return _dense(c, "proj")(x)
 
@@ -312,12 +327,10 @@ class TinyViT(nn.Module):
     def __call__(self, x, train: bool = False):
         dims, depths = tuple(self.embed_dims), tuple(self.depths)
         n_layers = len(depths)
-        # torch.linspace(0, rate, sum(depths)) in float32, as the reference's dpr list.
-        dpr = [float(r) for r in np.linspace(0.0, self.drop_path_rate, sum(depths),
-                                             dtype=np.float32)]
+        rates_per_layer = _drop_path_rates(depths, self.drop_path_rate)
         x = PatchEmbed(dims[0], name="patch_embed")(x, train)
         for i in range(n_layers):
-            rates = tuple(dpr[sum(depths[:i]):sum(depths[:i + 1])])
+            rates = rates_per_layer[i]
             out_dim = dims[i + 1] if i < n_layers - 1 else None
             if i == 0:
                 layer = ConvLayer(depths[0], self.mbconv_expand_ratio, rates, out_dim,

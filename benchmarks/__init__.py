@@ -1,0 +1,1 @@
+"""Speed and scale benchmarks: ``python -m benchmarks.<name> [--quick] [--json]``."""

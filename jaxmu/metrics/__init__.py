@@ -1,0 +1,87 @@
+"""jaxmu.metrics: unlearning metrics on logits, statistics and parameter pytrees.
+
+Everything here runs on the host in float64 NumPy/SciPy/scikit-learn and is vectorised over
+examples and models; device code produces the logits (``[M, N, K]``) that feed it.
+
+* Accuracy family: :func:`accuracy`, :func:`retention`, :func:`retdev`, :func:`sape`,
+  :func:`accuracy_errors`.
+* Population MIAs: :func:`population_mia`, :func:`mia_auc`, :func:`indiscernibility`,
+  :func:`discernibility`, :func:`classifier_mia`, :func:`feature_mia`.
+* Competition score: :func:`logit_scaled_confidence`, :func:`forget_quality`,
+  :func:`competition_score`.
+* Per-example attacks: :func:`ulira`, :func:`lira`.
+* Distances: :func:`js_divergence`, :func:`l2_distance`, :func:`golatkar_distance`,
+  :func:`normalized_l2_distance`.
+* Statistics and timing: :func:`bootstrap_ci`, :func:`format_ci`, :func:`rte`,
+  :class:`Timer`, :func:`timed`.
+* The full record: :func:`evaluate_logits`.
+
+References:
+    evaluation-spec.md; methods-spec.md §6.
+"""
+
+from jaxmu.metrics._accuracy import accuracy, accuracy_errors, retdev, retention, sape
+from jaxmu.metrics._bootstrap import bootstrap_ci, format_ci
+from jaxmu.metrics._distances import (
+    golatkar_distance,
+    js_divergence,
+    l2_distance,
+    normalized_l2_distance,
+)
+from jaxmu.metrics._fscore import (
+    FScoreResult,
+    competition_score,
+    epsilon_points,
+    forget_quality,
+    forget_quality_details,
+    logit_scaled_confidence,
+)
+from jaxmu.metrics._lira import lira
+from jaxmu.metrics._mia import (
+    classifier_mia,
+    cross_entropy_losses,
+    discernibility,
+    feature_mia,
+    indiscernibility,
+    mia_auc,
+    mia_features,
+    population_mia,
+)
+from jaxmu.metrics._record import evaluate_logits
+from jaxmu.metrics._timing import Timer, rte, timed
+from jaxmu.metrics._ulira import membership_statistic, ulira
+
+__all__ = [
+    "FScoreResult",
+    "Timer",
+    "accuracy",
+    "accuracy_errors",
+    "bootstrap_ci",
+    "classifier_mia",
+    "competition_score",
+    "cross_entropy_losses",
+    "discernibility",
+    "epsilon_points",
+    "evaluate_logits",
+    "feature_mia",
+    "forget_quality",
+    "forget_quality_details",
+    "format_ci",
+    "golatkar_distance",
+    "indiscernibility",
+    "js_divergence",
+    "l2_distance",
+    "lira",
+    "logit_scaled_confidence",
+    "membership_statistic",
+    "mia_auc",
+    "mia_features",
+    "normalized_l2_distance",
+    "population_mia",
+    "retdev",
+    "retention",
+    "rte",
+    "sape",
+    "timed",
+    "ulira",
+]

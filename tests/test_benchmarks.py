@@ -1,0 +1,85 @@
+"""Benchmarks run end to end in-process on their tiniest settings (no wall-clock asserts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import methods, train_step
+
+
+def _last_json(capsys) -> dict:
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert lines, "benchmark printed nothing"
+    assert len(lines) > 1, "the human-readable table must come before the JSON line"
+    return json.loads(lines[-1])
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+
+
+def test_train_step_quick_json(capsys):
+    rc = train_step.main(["--quick", "--json", "--models", "mlp", "--repeats", "1",
+                          "--peak-n", "256"])
+    assert rc == 0
+    res = _last_json(capsys)
+    assert res["benchmark"] == "train_step"
+    for k in ("config", "seed", "provenance", "peak", "models", "pytorch", "pytorch_status"):
+        assert k in res
+    assert res["config"]["batch"] == 64 and res["config"]["input_shape"] == [32, 32, 3]
+    assert "versions" in res["provenance"] and "backend" in res["provenance"]
+    assert _positive(res["peak"]["flops_per_s"])
+    m = res["models"]["mlp"]
+    for k in ("params", "flops_per_step", "compile_s", "step_s", "flops_per_s", "peak_ratio"):
+        assert _positive(m[k]), (k, m[k])
+    assert res["pytorch"] is None  # resnet18 not selected
+
+
+def test_methods_quick_json(capsys, tmp_path):
+    rc = methods.main(["--quick", "--json", "--methods", "ft,ct,no_such_method",
+                       "--repeats", "1", "--min-time", "0", "--epochs", "2",
+                       "--retrain-repeats", "2", "--out", str(tmp_path)])
+    assert rc == 0
+    res = _last_json(capsys)
+    assert res["benchmark"] == "methods"
+    for k in ("config", "seed", "provenance", "original", "retrain", "cifar_like", "methods",
+              "targets"):
+        assert k in res
+    assert _positive(res["retrain"]["train_s"])
+    assert len(res["retrain"]["train_s_all"]) == 2
+    assert res["cifar_like"]["retrain_epochs"] == pytest.approx(182 / 5 * 5)
+    rows = {r["method"]: r for r in res["methods"]}
+    assert set(rows) == {"ft", "ct", "no_such_method"}
+    for name in ("ft", "ct"):
+        r = rows[name]
+        assert r["error"] is None
+        for k in ("compile_s", "run_s", "rte", "rte_best", "rte_cifar_like"):
+            assert _positive(r[k]), (name, k, r[k])
+        assert 0.0 <= r["acc"]["test"] <= 1.0
+    # a failing method is recorded, not fatal
+    assert rows["no_such_method"]["error"].startswith("ValueError")
+    assert rows["no_such_method"]["rte"] is None
+    t = {x["method"]: x for x in res["targets"]}
+    assert t["ct"]["status"] in ("PASS", "FAIL") and t["msg"]["status"] == "NOT RUN"
+    assert (tmp_path / "methods_mlp.md").read_text().startswith("methods on digits")
+    assert json.loads((tmp_path / "methods_mlp.json").read_text())["benchmark"] == "methods"
+
+
+@pytest.mark.parametrize("main, argv", [
+    (train_step.main, ["--models", "vgg"]),
+    (train_step.main, ["--repeats", "0"]),
+    (train_step.main, ["--bogus"]),
+    (methods.main, ["--model", "resnet50"]),
+    (methods.main, ["--epochs", "x"]),
+    (methods.main, ["--min-time", "-1"]),
+    (methods.main, ["--retrain-repeats", "0"]),
+])
+def test_bad_arguments_exit_2(main, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "error" in err
