@@ -207,8 +207,16 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
 
 
 def _population_eval(a, model, splits, original, method, recipe, cache, progress):
+    from jaxmu.methods import parse_hp
     from jaxmu.population import fscore_pipeline, ulira_pipeline
 
+    if method.definition.name == "retrain":
+        # Exact unlearning inside a population: retrain with the experiment's own recipe
+        # (unless overridden with --hp).
+        given = set(parse_hp(a.hp))
+        recipe_hp = {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr,
+                     "augment": recipe.augment}
+        method = method.with_hparams(**{k: v for k, v in recipe_hp.items() if k not in given})
     bound = method.bind(model)
     if a.eval == "fscore":
         return fscore_pipeline(model, splits, original, bound, num_models=a.models, seed=a.seed,
