@@ -10,11 +10,13 @@ Nothing is downloaded: tfds is called with ``download=False``; missing data rais
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from jaxmu.data._dataset import DataNotFoundError, Dataset, make_dataset, load_digits
+from jaxmu.data._dataset import DataNotFoundError, Dataset, load_digits, make_dataset
 
 # name: (num_classes, mean, std, hflip, crop_pad, grey_to_rgb_32)
 TFDS_SPECS = {
@@ -92,6 +94,27 @@ def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
     )
 
 
+def _read_npz(p: Path) -> tuple[np.ndarray, ...]:
+    """Reads x, y (and x_test, y_test or None) from an .npz; unreadable files -> ValueError."""
+    try:
+        f = np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{p} is not a readable .npz archive ({type(e).__name__}: {e})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{p} is a single .npy array, not an .npz archive with 'x' and 'y'")
+    with f:
+        keys = set(f.files)
+        if not {"x", "y"} <= keys:
+            raise ValueError(f"{p} must contain arrays 'x' and 'y' (found {sorted(keys)})")
+        names = ("x", "y", "x_test", "y_test") if {"x_test", "y_test"} <= keys else ("x", "y")
+        try:
+            arrays = [f[k] for k in names]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise ValueError(f"{p} is not a readable .npz archive ({type(e).__name__}: {e})"
+                             ) from None
+    return (*arrays, None, None) if len(arrays) == 2 else tuple(arrays)
+
+
 def load_npz(
     path: str | os.PathLike,
     *,
@@ -110,22 +133,16 @@ def load_npz(
     p = Path(path)
     if not p.is_file():
         raise DataNotFoundError(f"npz file {p} does not exist")
-    with np.load(p) as f:
-        keys = set(f.files)
-        if not {"x", "y"} <= keys:
-            raise ValueError(f"{p} must contain arrays 'x' and 'y' (found {sorted(keys)})")
-        x, y = f["x"], f["y"]
-        if "x_test" in keys and "y_test" in keys:
-            x_te, y_te = f["x_test"], f["y_test"]
-        else:
-            from sklearn.model_selection import train_test_split
+    x, y, x_te, y_te = _read_npz(p)
+    if x_te is None:
+        from sklearn.model_selection import train_test_split
 
-            if not 0 < test_fraction < 1:
-                raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-            idx = np.arange(len(y))
-            tr, te = train_test_split(idx, test_size=test_fraction, random_state=0, stratify=y)
-            tr, te = np.sort(tr), np.sort(te)
-            x, y, x_te, y_te = x[tr], y[tr], x[te], y[te]
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        idx = np.arange(len(y))
+        tr, te = train_test_split(idx, test_size=test_fraction, random_state=0, stratify=y)
+        tr, te = np.sort(tr), np.sort(te)
+        x, y, x_te, y_te = x[tr], y[tr], x[te], y[te]
     return make_dataset(
         x, y, x_te, y_te, name=name or p.stem, num_classes=num_classes, hflip=hflip,
         crop_pad=crop_pad,

@@ -38,7 +38,7 @@ def provenance() -> dict[str, Any]:
         "device_count": len(devs),
         "host": platform.node(),
         "platform": platform.platform(),
-        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -7,7 +7,6 @@ References:
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 
@@ -48,7 +47,8 @@ def accumulate_gradients(
         subset: use a random subset of this size, or ``"forget"`` for |forget| (MSG).
         bn: ``eval`` (statistics frozen) or ``train`` (batch statistics; the reference's MSG
             probe runs in train mode and updates the running statistics, which jaxmu keeps).
-        shuffle: shuffle the batches (irrelevant for the sum except for BN in train mode).
+        shuffle: shuffle the batches (irrelevant for the sum except for BN in train mode
+            and for which members form the last, smaller batch).
         add_to: add the result to an existing ``aux[add_to]`` (G = sum grad_r - sum grad_f).
     """
     train_mode = bn == "train"
@@ -57,6 +57,8 @@ def accumulate_gradients(
         model = state.model
         mask = splits.mask(split)
         n = splits.size(split)
+        if n == 0:
+            raise ValueError(f"accumulate_gradients: split {split!r} is empty")
         if subset is not None:
             m = splits.n_forget if subset == "forget" else int(subset)
             m = min(m, n)
@@ -67,13 +69,14 @@ def accumulate_gradients(
             idx = epoch_indices(jax.random.fold_in(key, 2), mask, n, batch_size)
         else:
             idx = ordered_indices(mask, n, batch_size)
-        # Drop the wrap-around repeats so the sum is over each member exactly once.
-        b = idx.shape[1]
-        valid = (jnp.arange(idx.size) < n).reshape(idx.shape).astype(jnp.float32)
+        # Each member exactly once, as a PyTorch loader without drop_last: full batches of
+        # b, then (if b does not divide n) one smaller batch of the r = n - (steps - 1) * b
+        # remaining members (static size), instead of the wrap-around repeats.
+        steps, b = idx.shape
+        r = n - (steps - 1) * b
 
-        def step(carry, inp):
+        def step(carry, bidx):
             g_acc, ms = carry
-            bidx, w = inp
             x, y = load_batch(splits.pool, bidx)
 
             def f(p):
@@ -82,15 +85,17 @@ def accumulate_gradients(
                                   is_forget=splits.forget[bidx].astype(jnp.float32), params=p,
                                   aux=state.aux, model=model, model_state=ms2,
                                   key=jax.random.fold_in(key, 3))
-                # Reweight so a wrapped partial batch counts only its real rows.
-                return loss(inp_) * (jnp.sum(w) / b), ms2
+                return loss(inp_), ms2
 
             g, ms2 = jax.grad(f, has_aux=True)(state.params)
             ms = ms2 if train_mode else ms
             return (jax.tree.map(lambda a, c: a + sign * c, g_acc, g), ms), None
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        (g, ms), _ = jax.lax.scan(step, (zeros, state.model_state), (idx, valid))
+        full = idx if r == b else idx[:-1]
+        (g, ms), _ = jax.lax.scan(step, (zeros, state.model_state), full)
+        if r < b:
+            (g, ms), _ = step((g, ms), idx[-1, :r])
         if add_to is not None:
             g = jax.tree.map(jnp.add, state.aux[add_to], g)
         return state.replace(model_state=ms).with_aux(**{name: g})

@@ -50,7 +50,8 @@ def step_decay(i, total, rate: float = 0.1, one_indexed: bool = False):
 
 
 def epoch_multiplier(kind: str, i, total: int):
-    """Dispatch by name: constant, cosine, triangular or step (SCRUB-style 1-indexed)."""
+    """Dispatch by name: constant, cosine, triangular or step (0-indexed, CF-k style; call
+    :func:`step_decay` with ``one_indexed=True`` for SCRUB)."""
     if kind == "constant":
         return 1.0
     if kind == "cosine":

@@ -1,0 +1,145 @@
+"""Activation (forget) pruning (paper 001): fixed masks on the forget set's top activations."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jaxmu import losses
+from jaxmu.methods import _checks
+from jaxmu.methods._core import COMMON, HP, register
+from jaxmu.models._select import path_str
+from jaxmu.stages import activation_means, finetune, sgd
+from jaxmu.stages._loops import sequence
+from jaxmu.types import Splits, Stage, UnlearnState
+
+MEANS = "act_means"
+
+
+def site_order(model, params, model_state) -> list[str]:
+    """``/``-joined paths of the model's activation sites in forward (call) order.
+
+    Flax records sown intermediates in call order; pytree flattening would sort the keys
+    (``layer1_0`` before the stem's ``relu``), so the order is read from the raw dicts."""
+    module = getattr(model, "module", None)
+    order: list[str] = []
+
+    def walk(d, pre):
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                order.append(pre + k)
+            else:
+                walk(v, pre + k + "/")
+
+    x = jnp.zeros((1, *model.input_shape), jnp.float32)
+    if module is None:  # not a FlaxModel: fall back to the (sorted) pytree order
+        acts = jax.eval_shape(lambda p, s: model.activations(p, s, x), params, model_state)
+        return [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(acts)[0]]
+
+    def trace(p, s):
+        _, upd = module.apply({"params": p, **s}, x, train=False, mutable=["intermediates"])
+        walk(upd.get("intermediates", {}), "")
+        return jnp.zeros(())
+
+    jax.eval_shape(trace, params, model_state)
+    return order
+
+
+def n_pruned(size: int, q: float) -> int:
+    """How many of ``size`` distinct values lie strictly above their ``q``-quantile (linear
+    interpolation, numpy's default): ``size - 1 - floor(q * (size - 1))``."""
+    return size - 1 - math.floor(q * (size - 1) + 1e-9)
+
+
+def prune_mask(mean: jax.Array, q: float) -> jax.Array:
+    """{0, 1} mask over a site's units zeroing the :func:`n_pruned` units with the largest
+    mean activation (ties broken by position), i.e. those above the ``q``-th percentile."""
+    k = n_pruned(mean.size, q)
+    flat = mean.reshape(-1)
+    order = jnp.argsort(-flat, stable=True)
+    m = jnp.ones(flat.shape, jnp.float32).at[order[:k]].set(0.0)
+    return m.reshape(mean.shape)
+
+
+def site_quantiles(order: list[str], q_early: float, q_deep: float, deep_from: float):
+    """``{path: q}``: site i of S (forward order) gets ``q_deep`` if ``i / S >= deep_from``."""
+    s = len(order)
+    return {p: (q_deep if i / s >= deep_from else q_early) for i, p in enumerate(order)}
+
+
+def make_masks(q_early: float, q_deep: float, deep_from: float) -> Stage:
+    """Writes ``model_state["act_masks"]`` from the activation means at ``aux[MEANS]``
+    (combined multiplicatively with masks already there)."""
+    def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
+        qs = site_quantiles(site_order(state.model, state.params, state.model_state),
+                            q_early, q_deep, deep_from)
+        masks = jax.tree_util.tree_map_with_path(
+            lambda p, m: prune_mask(m, qs.get(path_str(p), q_deep)), state.aux[MEANS])
+        ms = dict(state.model_state)
+        if "act_masks" in ms:
+            masks = jax.tree.map(lambda a, b: a * b, ms["act_masks"], masks)
+        ms["act_masks"] = masks
+        return state.replace(model_state=ms)
+
+    return run
+
+
+@register(
+    "activation_pruning",
+    defaults=dict(q_early=0.99, q_deep=0.90, deep_from=0.5, probe_batch_size=256, epochs=3,
+                  batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4, bn="train"),
+    space={**COMMON, "q_early": HP("float", 0.9, 1.0), "q_deep": HP("float", 0.5, 1.0)},
+    summary="mean activation over forget per site; zero (fixed mask in model_state) the units "
+            "above the q-th percentile (q_early / q_deep); CE on retain with masks, SGD+cosine",
+    paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
+    section="methods-spec §12.4",
+)
+def activation_pruning(q_early, q_deep, deep_from, probe_batch_size, epochs, batch_size, lr,
+                       momentum, weight_decay, bn):
+    """Activation (forget) pruning.
+
+    1. Mean activation over the forget set at every activation site of the model (eval
+       mode; per unit = channel and position), :func:`~jaxmu.stages.activation_means`.
+    2. Per site, a fixed {0, 1} mask zeroing the units whose mean lies above the ``q``-th
+       percentile of that site's means (:func:`prune_mask`); ``q = q_early`` for the first
+       ``deep_from`` fraction of the sites in forward order, ``q_deep`` for the rest
+       (paper: about 0.99 early, 0.90 deep). The masks go to ``model_state["act_masks"]``,
+       nested like the activation sites; the models' ``activation()`` helper multiplies
+       every site by its mask, so fine-tuning and every later ``model.apply`` (evaluation
+       included) use them.
+    3. Fine-tune on D_r with the masks in place: ``epochs`` epochs of CE, SGD(``lr``,
+       ``momentum``, ``weight_decay``), cosine per epoch, BatchNorm in ``bn`` mode.
+
+    Note: the returned ``model_state`` gains an ``"act_masks"`` entry that the input did
+    not have (intended: the masks are part of the unlearned model). Masks already present
+    are combined multiplicatively.
+
+    The paper averages over one forget batch and zeroes "activations higher than the q-th
+    percentile"; jaxmu averages over the whole forget set (batches of
+    ``probe_batch_size``) and zeroes exactly the ``n - 1 - floor(q (n - 1))`` units of
+    highest mean (the count above the percentile for distinct values), so ties (e.g. many
+    dead ReLU units at 0) cannot prune a whole layer. The fine-tune recipe, ``deep_from``
+    and the search ranges of ``q_early``/``q_deep`` are jaxmu's choices.
+
+    References:
+        Machine Unlearning (001, §3.3; seeds/001_b2990ea242650a7a.txt); methods-spec §12.4.
+    """
+    _checks.unit("q_early", q_early)
+    _checks.unit("q_deep", q_deep)
+    _checks.unit("deep_from", deep_from)
+    probe_batch_size = _checks.batch("probe_batch_size", probe_batch_size)
+    _checks.positive("epochs", epochs)
+    batch_size = _checks.batch("batch_size", batch_size)
+    _checks.positive("lr", lr)
+    _checks.non_negative("momentum", momentum)
+    _checks.non_negative("weight_decay", weight_decay)
+    if bn not in ("train", "eval"):
+        raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
+    return sequence(
+        activation_means(MEANS, "forget", probe_batch_size),
+        make_masks(q_early, q_deep, deep_from),
+        finetune(losses.ce(), sgd(momentum, weight_decay), lr=lr, split="retain",
+                 epochs=epochs, batch_size=batch_size, schedule="cosine", bn=bn),
+    )

@@ -1,0 +1,151 @@
+"""Gradient surgery (paper 001): projected forget ascent, then elastic-net retain descent."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jaxmu import losses
+from jaxmu.losses._basic import cross_entropy
+from jaxmu.losses._terms import Loss, LossInputs
+from jaxmu.methods import _checks
+from jaxmu.methods._core import COMMON, HP, LR, register
+from jaxmu.stages import finetune, sgd, snapshot
+from jaxmu.stages._loops import sequence
+from jaxmu.train._batches import epoch_indices, load_batch, steps_per_epoch
+from jaxmu.transforms import project_out_vector
+from jaxmu.types import Splits, Stage, UnlearnState
+
+ANCHOR = "gs_anchor"
+
+
+def _stream(key, mask, n: int, batch_size: int, steps: int):
+    """Indices ``[steps, b]`` of ``steps`` batches: consecutive shuffled epochs of a split."""
+    spe = steps_per_epoch(n, batch_size)
+    n_ep = math.ceil(steps / spe)
+    idx = jax.vmap(lambda e: epoch_indices(jax.random.fold_in(key, e), mask, n, batch_size))(
+        jnp.arange(n_ep))
+    return idx.reshape(n_ep * spe, -1)[:steps]
+
+
+def elastic_net(anchor: str, l1: float, l2: float) -> Loss:
+    """``l1 |theta - theta0|_1 + l2 |theta - theta0|_2^2`` to ``aux[anchor]["params"]``.
+
+    The L1 term is written ``sign(d) * d`` so its gradient is ``sign(d)``, i.e. the
+    subgradient 0 where ``theta == theta0`` (``jnp.abs`` differentiates to 1 at 0, which
+    would shift every untouched weight by ``-lr * l1`` per step)."""
+    def fn(i: LossInputs):
+        terms = jax.tree.map(
+            lambda p, q: l1 * jnp.sum(jax.lax.stop_gradient(jnp.sign(p - q)) * (p - q))
+            + l2 * jnp.sum((p - q) ** 2), i.params, i.aux[anchor]["params"])
+        return sum(jax.tree.leaves(terms))
+
+    return Loss(fn, "elastic_net")
+
+
+def projected_ascent(steps: int, lr: float, batch_size: int, bn: str = "train") -> Stage:
+    """``steps`` steps of gradient ascent on the forget CE along the forget gradient with its
+    retain-gradient component removed (one Gram-Schmidt step over the whole flattened
+    parameter vector, :func:`~jaxmu.transforms.project_out_vector`):
+    ``theta += lr * (g_F - (g_F.g_R / g_R.g_R) g_R)``, with ``g_F``, ``g_R`` the mean-CE
+    gradients of a forget batch and a retain batch drawn afresh each step."""
+    train_mode = bn == "train"
+
+    def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
+        model, pool = state.model, splits.pool
+        idx_f = _stream(jax.random.fold_in(key, 0), splits.forget, splits.n_forget,
+                        batch_size, steps)
+        idx_r = _stream(jax.random.fold_in(key, 1), splits.retain, splits.n_retain,
+                        batch_size, steps)
+        keys = jax.random.split(jax.random.fold_in(key, 2), steps)
+
+        def grad_on(params, ms, bidx, k):
+            x, y = load_batch(pool, bidx)
+
+            def f(p):
+                logits, ms2 = model.apply(p, ms, x, train=train_mode, key=k)
+                return cross_entropy(logits, y), ms2
+
+            g, ms2 = jax.grad(f, has_aux=True)(params)
+            return g, (ms2 if train_mode else ms)
+
+        def step(carry, inp):
+            params, ms = carry
+            bf, br, k = inp
+            g_f, ms = grad_on(params, ms, bf, jax.random.fold_in(k, 0))
+            g_r, ms = grad_on(params, ms, br, jax.random.fold_in(k, 1))
+            g_perp = project_out_vector(g_f, g_r)
+            params = jax.tree.map(lambda p, g: p + lr * g, params, g_perp)
+            return (params, ms), None
+
+        (params, ms), _ = jax.lax.scan(step, (state.params, state.model_state),
+                                       (idx_f, idx_r, keys))
+        return state.replace(params=params, model_state=ms)
+
+    return run
+
+
+@register(
+    "gradient_surgery",
+    defaults=dict(ascent_lr=0.01, ascent_steps=20, lr=0.05, epochs=3, batch_size=64,
+                  momentum=0.9, weight_decay=0.0, l1=1e-5, l2=1e-3, anchor="original",
+                  bn="train"),
+    space={**COMMON, "ascent_lr": LR, "ascent_steps": HP("int", 1, 200),
+           "l1": HP("log", 1e-7, 1e-3), "l2": HP("log", 1e-6, 1e-1)},
+    summary="ascent on forget CE along g_F minus its projection on g_R (per step); then CE "
+            "on retain + l1|theta-theta0|_1 + l2|theta-theta0|^2, SGD + cosine",
+    paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
+    section="methods-spec §12.2",
+)
+def gradient_surgery(ascent_lr, ascent_steps, lr, epochs, batch_size, momentum, weight_decay,
+                     l1, l2, anchor, bn):
+    """Gradient surgery.
+
+    1. Ascent phase (:func:`projected_ascent`): ``ascent_steps`` steps; each draws a forget
+       batch and a retain batch (batch ``batch_size``, shuffled epochs), computes the mean-CE
+       gradients ``g_F`` and ``g_R`` and moves ``theta += ascent_lr * g_perp`` with
+       ``g_perp = g_F - (g_F.g_R / g_R.g_R) g_R`` (paper eq. 3, whole flattened vector):
+       forgetting that is orthogonal, to first order, to the retain loss.
+    2. Descent phase: ``epochs`` epochs on D_r of
+       ``CE + l1 |theta - theta0|_1 + l2 |theta - theta0|_2^2`` with SGD(``lr``,
+       ``momentum``, ``weight_decay``) and cosine annealing per epoch ("a rather large
+       initial learning rate"); ``theta0`` is the original model (``anchor="original"``) or
+       the model after the ascent (``anchor="ascent"``). The penalty is
+       :func:`elastic_net` (subgradient 0 at ``theta == theta0``).
+
+    BatchNorm runs in train mode in both phases (``bn``).
+
+    The paper leaves the optimiser, the batch sizes, the step counts and the penalty
+    weights open; the choices above are jaxmu's (plain SGD ascent, one batch pair per step,
+    an elastic net anchored at the original weights, which reads "restricts training to a
+    portion of the model" as sparse, small moves away from the starting point).
+
+    References:
+        Machine Unlearning (001, §3.2; seeds/001_b2990ea242650a7a.txt); Yu et al., Gradient
+        Surgery for Multi-Task Learning (2020); methods-spec §12.2.
+    """
+    _checks.positive("ascent_lr", ascent_lr)
+    if int(ascent_steps) != ascent_steps or ascent_steps < 0:
+        raise ValueError(f"ascent_steps must be an integer >= 0, got {ascent_steps}")
+    _checks.positive("lr", lr)
+    _checks.positive("epochs", epochs)
+    batch_size = _checks.batch("batch_size", batch_size)
+    _checks.non_negative("momentum", momentum)
+    _checks.non_negative("weight_decay", weight_decay)
+    _checks.non_negative("l1", l1)
+    _checks.non_negative("l2", l2)
+    if anchor not in ("original", "ascent"):
+        raise ValueError(f"anchor must be 'original' or 'ascent', got {anchor!r}")
+    if bn not in ("train", "eval"):
+        raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
+    ascent = (projected_ascent(int(ascent_steps), ascent_lr, batch_size, bn)
+              if ascent_steps > 0 else (lambda s, sp, k: s))
+    first = (snapshot(ANCHOR), ascent) if anchor == "original" else (ascent, snapshot(ANCHOR))
+    return sequence(
+        *first,
+        finetune(losses.ce() + elastic_net(ANCHOR, l1, l2),
+                 sgd(momentum, weight_decay), lr=lr, split="retain", epochs=epochs,
+                 batch_size=batch_size, schedule="cosine", bn=bn),
+    )

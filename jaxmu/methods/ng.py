@@ -1,0 +1,62 @@
+"""NG: negative gradient on a mixed retain/forget stream (per-sample CE, sign flipped on
+forget rows)."""
+
+import jax.numpy as jnp
+import optax
+
+from jaxmu.losses._terms import Loss, LossInputs
+from jaxmu.methods import _checks
+from jaxmu.methods._core import COMMON, register
+from jaxmu.stages import finetune, sgd
+
+
+def signed_ce(faithful: bool = False) -> Loss:
+    """Mean over the batch of ``s_i * CE_i`` with ``s_i = -1`` on forget rows, ``+1`` else.
+
+    ``faithful=True`` clamps every signed value to ``[0, 1/C]`` before averaging, as the
+    reference does (which zeroes every forget gradient, methods-spec §10.2).
+    """
+    def fn(i: LossInputs):
+        per = optax.softmax_cross_entropy_with_integer_labels(i.logits.astype(jnp.float32), i.y)
+        per = jnp.where(i.is_forget > 0, -per, per)
+        if faithful:
+            per = jnp.clip(per, 0.0, 1.0 / i.logits.shape[-1])
+        return per.mean()
+
+    return Loss(fn, "signed_ce" + ("[clamped]" if faithful else ""))
+
+
+@register(
+    "ng",
+    defaults=dict(epochs=5, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4,
+                  faithful=False),
+    space=COMMON,
+    summary="mixed retain/forget stream; per-sample CE with the sign flipped on forget rows; "
+            "SGD + cosine",
+    paper="Deep Unlearn (004), negative gradient (not benchmarked there)",
+    section="methods-spec §5.4",
+)
+def ng(epochs, batch_size, lr, momentum, weight_decay, faithful):
+    """Negative gradient.
+
+    E epochs over one shuffled stream mixing D_r and D_f (train-mode BatchNorm). The loss is
+    the batch mean of the per-sample CE, with the sign flipped on forget rows: descent on the
+    retain rows and ascent on the forget rows in the same step, weighted by their share of
+    the batch. SGD with momentum and coupled weight decay, cosine annealing per epoch.
+
+    Differences from the reference:
+        * Fixed (default): the reference clamps every per-sample value to ``[0, 1/C]`` before
+          averaging. A forget value ``-CE <= 0`` is then clamped to 0 with zero gradient, so
+          the forget term never contributes, and retain rows contribute only while their CE
+          is below ``1/C`` (methods-spec §5.4, §10.2). jaxmu drops the clamp;
+          ``faithful=True`` restores it.
+        * Batches are full (the last batch of an epoch wraps around).
+
+    References:
+        Cadet et al., Deep Unlearn (2024); methods-spec §5.4, §10.2.
+    """
+    tx = sgd(_checks.non_negative("momentum", momentum),
+             _checks.non_negative("weight_decay", weight_decay))
+    return finetune(signed_ce(faithful), tx, lr=_checks.positive("lr", lr), split="train",
+                    epochs=_checks.positive("epochs", epochs),
+                    batch_size=_checks.batch("batch_size", batch_size), schedule="cosine")
