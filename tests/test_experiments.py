@@ -1,0 +1,57 @@
+"""The experiment CLIs: bad arguments exit 2 with one stderr line; a digits run is
+reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments._cli import main
+
+FAST = ["--epochs", "2", "--no-mia", "--quiet", "--cache-dir", ""]
+
+
+@pytest.mark.parametrize("args", [
+    ["--method", "nope"],
+    ["--forget-fraction", "1.5"],
+    ["--forget-fraction", "0"],
+    ["--val-fraction", "-0.1"],
+    ["--method", "ft", "--hp", "bogus=1"],
+    ["--method", "ft", "--hp", "noequals"],
+    ["--forget-scenario", "weird"],
+    ["--epochs", "0"],
+])
+def test_bad_arguments_exit_2_with_one_line(args, capsys, tmp_path):
+    assert main("digits", args + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0]
+    assert not any(tmp_path.rglob("*.json"))  # nothing half-written
+
+
+def test_missing_tfds_data_exits_2(capsys, tmp_path):
+    assert main("cifar10", ["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tfds build cifar10" in err[0]
+
+
+def _strip(rec):
+    return {k: v for k, v in rec.items() if k not in ("timings", "provenance", "config")} | {
+        "metrics": {k: v for k, v in rec["metrics"].items()
+                    if "seconds" not in k and k != "rte"}}
+
+
+def test_digits_run_is_reproducible(tmp_path, capsys):
+    outs = []
+    for i in range(2):
+        out = tmp_path / str(i)
+        assert main("digits", ["--method", "ct", "--hp", "epochs=1", "--out", str(out)]
+                    + FAST) == 0
+        outs.append(json.loads((out / "digits" / "ct_seed0.json").read_text()))
+    assert "RA" in capsys.readouterr().out
+    assert _strip(outs[0]) == _strip(outs[1])
+    rec = outs[0]
+    assert set(rec["provenance"]["versions"]) >= {"jax", "flax", "optax"}
+    assert rec["seed"] == 0 and rec["hparams"]["epochs"] == 1
+    assert 0 <= rec["metrics"]["fa"] <= 1 and rec["timings"]["unlearned_s"] > 0
+
