@@ -214,6 +214,12 @@ def contrastive_forget(temperature: float) -> Loss:
     return Loss(fn, "contrastive_forget", needs_second=True)
 
 
+def _l1(d):
+    """sum |d| with subgradient 0 at d == 0 (``jnp.abs`` differentiates to 1 there, which
+    would drift weights sitting exactly at the anchor)."""
+    return jnp.sum(jnp.where(d == 0, 0.0, jnp.abs(d)))
+
+
 def proximal(anchor: str, l2: float = 0.0, l1: float = 0.0, select: Any = None) -> Loss:
     """Elastic-net penalty ``l1 * |theta - theta0|_1 + (l2 / 2) * |theta - theta0|^2`` to the
     params stored at ``aux[anchor]["params"]`` (NG+, CF-k/EU-k, gradient surgery).
@@ -222,7 +228,7 @@ def proximal(anchor: str, l2: float = 0.0, l1: float = 0.0, select: Any = None) 
         a = i.aux[anchor]["params"]
         flags = select if select is not None else jax.tree.map(lambda _: True, i.params)
         terms = jax.tree.map(
-            lambda f, p, q: (l2 / 2 * jnp.sum((p - q) ** 2) + l1 * jnp.sum(jnp.abs(p - q)))
+            lambda f, p, q: (l2 / 2 * jnp.sum((p - q) ** 2) + l1 * _l1(p - q))
             if f else jnp.float32(0.0),
             flags, i.params, a,
         )
