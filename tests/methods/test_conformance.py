@@ -34,7 +34,14 @@ MODELS = {
     "cnn": small_cnn((8, 8, 1), 10, channels=(4, 8)),
 }
 N_MODELS = 4
+# XLA:CPU spends most of this suite compiling; the helper computations that are not the
+# method's own jitted path (population init, the vmapped run) compile without the expensive
+# backend passes (2-10x faster to compile, results equal to rounding).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 ADDS_STATE = {"activation_pruning": {"act_masks"}}  # documented extra model_state entries
+# Methods that may return their input (checkpoint selection can pick the original), and the
+# hyperparameters that turn the selection off for the key-dependence check.
+SELECTS_CHECKPOINT = {"scrub": {"selection": "final"}}
 
 # Known conformance failures the method's author must fix: {(method, check): reason}.
 XFAIL: dict[tuple[str, str], str] = {}
@@ -69,7 +76,7 @@ def population(request):
     """4 models of one architecture, initialised from 4 keys (stacked on axis 0)."""
     model = MODELS[request.param]
     keys = jax.random.split(jax.random.key(42), N_MODELS)
-    params, state = jax.jit(jax.vmap(model.init))(keys)
+    params, state = jax.jit(jax.vmap(model.init), compiler_options=FAST_COMPILE)(keys)
     return request.param, model, params, state
 
 
@@ -89,7 +96,7 @@ def run(request, population, splits):
     out0b = method(p0, s0, splits, jax.random.key(0))
     out1 = method(p0, s0, splits, jax.random.key(1))
     return dict(name=name, model_name=model_name, model=model, method=method, inp=(p0, s0),
-                out0=out0, out0b=out0b, out1=out1)
+                splits=splits, out0=out0, out0b=out0b, out1=out1)
 
 
 # ----------------------------------------------------------------------------- (a)-(d)
@@ -108,6 +115,15 @@ def test_same_key_bitwise_identical(run, request):
 def test_key_dependence(run, request):
     _xfail(request, run["name"], "keys")
     same = tree_bitwise_equal(run["out0"], run["out1"])
+    name = run["name"]
+    if same and name in SELECTS_CHECKPOINT and tree_bitwise_equal(run["out0"], run["inp"]):
+        # Both keys selected the original (a legitimate outcome of checkpoint selection on
+        # 8 forget examples, where error ties are common): check the trained trajectory.
+        method = run["method"].with_hparams(**SELECTS_CHECKPOINT[name])
+        p0, s0 = run["inp"]
+        out0 = method(p0, s0, run["splits"], jax.random.key(0))
+        out1 = method(p0, s0, run["splits"], jax.random.key(1))
+        same = tree_bitwise_equal(out0, out1)
     if run["method"].definition.random:
         assert not same, "different keys gave identical outputs but the method is random"
     else:
@@ -151,7 +167,8 @@ def test_vmap_equals_loop(run, population, splits, request):
     # Adam divides by near-zero second moments for weights with tiny gradients, which
     # magnifies the re-association noise of batched kernels (~3e-4 after an epoch).
     atol = 1e-3 if run["name"] in ADAM_METHODS else 1e-5
-    vp, vs = jax.jit(jax.vmap(method.fn, in_axes=(0, 0, None, 0)))(params, state, splits, keys)
+    vmapped = jax.jit(jax.vmap(method.fn, in_axes=(0, 0, None, 0)), compiler_options=FAST_COMPILE)
+    vp, vs = vmapped(params, state, splits, keys)
     for i in range(N_MODELS):
         lp, ls = method(_at(params, i), _at(state, i), splits, keys[i])
         got, want = (_at(vp, i), _at(vs, i)), (lp, ls)
