@@ -2,6 +2,9 @@
 
 Each dataset module (``experiments.digits``, ``experiments.cifar10``, ...) calls
 :func:`main` with its defaults. Bad arguments exit with code 2 and one line on stderr.
+Metrics that could not be computed (an MIA on a split too small for it, see
+:class:`jaxmu.metrics.MIASkippedWarning`) are missing from ``metrics``, show as "–" in the
+table, and the reasons are listed under the record's ``"warnings"`` (and on stderr).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,24 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
                    help="population strategy (results do not depend on it)")
     p.add_argument("--chunk", type=int, default=None, help="models per chunk (chunked)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    b = p.add_argument_group("benchmark (the Deep Unlearn study: sweep, final runs, ranking, "
+                             "report)")
+    b.add_argument("--benchmark", action="store_true",
+                   help="run the whole study into OUT/<dataset>/benchmark-<model> (resumable)")
+    b.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: all but presets and references)")
+    b.add_argument("--trials", type=int, default=100,
+                   help="complete Optuna trials per method and search seed (DU: 100)")
+    b.add_argument("--search-seeds", type=int, default=3,
+                   help="model seeds 0..N-1 searched (DU: 3)")
+    b.add_argument("--seeds", type=int, default=10, help="final runs per method (DU: 10)")
+    b.add_argument("--storage", default=None,
+                   help="Optuna storage: SQLite path or SQLAlchemy URL shared by workers "
+                        "(default OUT/.../study.db)")
+    b.add_argument("--clean", action="store_true",
+                   help="drop the reference's dead search dimensions")
+    b.add_argument("--population-size", type=int, default=50,
+                   help="NSGA-III generation size (Optuna default 50)")
     return p
 
 
@@ -102,10 +124,30 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UsageError(f"--forget-sets must be >= 1, got {a.forget_sets}")
     if a.strategy == "chunked" and not (a.chunk and a.chunk >= 1):
         raise UsageError("--strategy chunked needs --chunk >= 1")
+    if a.benchmark:
+        if a.eval != "single":
+            raise UsageError("--benchmark cannot be combined with --eval")
+        for m in _methods(a):
+            if m not in list_methods():
+                raise UsageError(f"unknown method {m!r} in --methods; valid: "
+                                 f"{', '.join(list_methods())}")
+        for name in ("trials", "search_seeds", "seeds", "population_size"):
+            if getattr(a, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, "
+                                 f"got {getattr(a, name)}")
 
 
-def _fmt(v: Any) -> str:
-    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.3f}"
+def _methods(a: argparse.Namespace) -> list[str]:
+    return [m.strip() for m in (a.methods or "").split(",") if m.strip()]
+
+
+MISSING = "–"  # en dash: a metric that is not in the record
+
+
+def _fmt(v: Any, spec: str = "6.3f") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return f"{MISSING:>{len(format(0.0, spec))}}"
+    return format(v, spec)
 
 
 def format_table(record: dict[str, Any]) -> str:
@@ -122,7 +164,7 @@ def format_table(record: dict[str, Any]) -> str:
                  f"TR {_fmt(m.get('tr'))}  RetDev {_fmt(m.get('retdev'))}  "
                  f"indiscernibility {_fmt(m.get('indisc_test'))}")
     lines.append(f"run time {t['unlearned_s']:.3f} s (compile {t['compile_s']:.2f} s excluded), "
-                 f"RTE = T_retrain / T_method = {m.get('rte', float('nan')):.2f}x")
+                 f"RTE = T_retrain / T_method = {_fmt(m.get('rte'), '.2f')}x")
     return "\n".join(lines)
 
 
@@ -134,6 +176,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     from jaxmu.data import DataNotFoundError, load_dataset, scenario_splits
     from jaxmu.io import cached_fit, provenance, write_json
     from jaxmu.methods import get_method, parse_hp
+    from jaxmu.metrics import MIASkippedWarning
     from jaxmu.models import get_model
     from jaxmu.train import TrainConfig
 
@@ -176,10 +219,18 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         pu, su = jax.block_until_ready(compiled(po, so, splits, key))
         t_method = time.perf_counter() - t0
 
-    metrics = evaluate(model, (pu, su), splits, original=(po, so), retrained=(pr, sr),
-                       timings={"run_seconds": t_method, "compile_seconds": t_compile,
-                                "reference_seconds": t_retrain},
-                       classifier_mias=not a.no_mia, seed=a.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MIASkippedWarning)
+        metrics = evaluate(model, (pu, su), splits, original=(po, so), retrained=(pr, sr),
+                           timings={"run_seconds": t_method, "compile_seconds": t_compile,
+                                    "reference_seconds": t_retrain},
+                           classifier_mias=not a.no_mia, seed=a.seed)
+    notes = []
+    for w in caught:
+        if issubclass(w.category, MIASkippedWarning):
+            notes.append(str(w.message))
+        else:  # not ours to collect: show it as usual
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     record: dict[str, Any] = {
         "experiment": dataset,
         "eval": a.eval,
@@ -191,6 +242,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         "splits": splits.sizes(),
         "seed": a.seed,
         "metrics": metrics,
+        "warnings": notes,
         "timings": {"original_s": float(meta_o["timings"]["train_s"]), "retrain_s": t_retrain,
                     "unlearned_s": t_method, "compile_s": t_compile},
         "cache": {"original": meta_o.get("cache_key"), "retrain": meta_r.get("cache_key")},
@@ -204,6 +256,42 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     write_json(out, record)
     record["_path"] = str(out)
     return record
+
+
+def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
+    """``--benchmark``: the whole study of (dataset, --model) (OUT/<dataset>/benchmark-<model>)."""
+    from jaxmu.data import DataNotFoundError, load_dataset, scenario_splits
+    from jaxmu.models import get_model
+    from jaxmu.sweep import default_methods
+    from jaxmu.sweep import run_benchmark as _run
+    from jaxmu.train import TrainConfig
+
+    try:
+        ds = load_dataset(dataset, a.data_dir)
+        splits = scenario_splits(ds, a.forget_scenario, forget_fraction=a.forget_fraction,
+                                 val_fraction=a.val_fraction, seed=a.split_seed)
+    except (DataNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    model = get_model(a.model, ds.pool.num_classes, ds.pool.image_shape)
+    recipe = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                         augment=dataset != "digits")
+    out = Path(a.out) / dataset / f"benchmark-{model.name}"
+    setting = (f"--model {a.model} --epochs {a.epochs} --batch-size {a.batch_size} "
+               f"--lr {a.lr} --forget-scenario {a.forget_scenario} --forget-fraction "
+               f"{a.forget_fraction} --val-fraction {a.val_fraction} --split-seed "
+               f"{a.split_seed}" + (f" --data-dir {a.data_dir}" if a.data_dir else ""))
+    methods = _methods(a) or default_methods()
+    mia = " --no-mia" if a.no_mia else ""
+    run_command = f"python -m experiments.{dataset} {setting}{mia}"
+    command = (f"{run_command} --benchmark --methods {','.join(methods)} --trials {a.trials} "
+               f"--search-seeds {a.search_seeds} --seeds {a.seeds} --population-size "
+               f"{a.population_size}" + (" --clean" if a.clean else ""))
+    return _run(ds.pool, model, splits, recipe, out, methods=methods, command=command,
+                run_command=run_command,
+                trials=a.trials, search_seeds=range(a.search_seeds), seeds=a.seeds,
+                storage=a.storage, cache_dir=a.cache_dir or None, clean=a.clean,
+                classifier_mias=not a.no_mia, population_size=a.population_size,
+                progress=not a.quiet)
 
 
 def _population_eval(a, model, splits, original, method, recipe, cache, progress):
@@ -257,6 +345,10 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
                 print(f"{n:<20} {get_method(n).definition.summary}")
             return 0
         _check_args(a)
+        if a.benchmark:
+            study = run_benchmark(a, dataset)
+            print(f"report: {study.get('report', '(not written)')}")
+            return 0
         record = run(a, dataset)
     except UsageError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
@@ -264,6 +356,8 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
     print(f"{dataset}: method {record['method']}  model {record['model']}  seed {record['seed']}"
           f"  splits {record['splits']}")
     print(format_table(record))
+    for note in record["warnings"]:
+        print(f"warning: {note}", file=sys.stderr)
     if a.eval != "single":
         print(_population_summary(record))
     print(f"wrote {record['_path']}")

@@ -55,6 +55,13 @@ def evaluate(
     Returns:
         See :func:`jaxmu.metrics.evaluate_logits`: ``ra fa va ta``, ``mia_test``,
         ``indisc_test``, ``rr fr tr retdev``, ``rte``, ... and ``original_*``/``retrained_*``.
+
+    Warns:
+        jaxmu.metrics.MIASkippedWarning: when the forget set or a reference split (test,
+            val) has fewer than 6 examples, the loss MIA against it cannot be
+            cross-validated: its ``mia_*``, ``indisc_*`` and ``mia_auc_*`` keys are left out
+            of the record (for U, O and R) and the warning names them and the sizes, so tiny
+            datasets evaluate instead of raising.
     """
     lab = {s: np.asarray(labels(splits, s)) for s in SPLIT_NAMES if splits.size(s) > 0}
     params = {"unlearned": unlearned[0]}

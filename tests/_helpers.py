@@ -76,3 +76,34 @@ def randn_like_tree(key, tree):
     return jax.tree.unflatten(
         treedef, [jax.random.normal(k, x.shape, jnp.float32) for k, x in zip(keys, leaves,
                                                                             strict=True)])
+
+
+def fake_tfds_builder(base, shape, n_train, n_test):
+    """A tfds builder class named like ``base`` (e.g. ``cifar.Cifar10``) that writes tiny
+    deterministic data offline: example ``i`` of split ``s`` (train 0, test 1) is the
+    constant image ``10 * i + s`` with label ``i % 10``."""
+    import tensorflow_datasets as tfds  # noqa: F401
+
+    class Fake(base, skip_registration=True):
+        def _split_generators(self, dl_manager):
+            return {"train": self._gen(n_train, 0), "test": self._gen(n_test, 1)}
+
+        def _gen(self, n, s):
+            extra = "id" in self.info.features
+            for i in range(n):
+                ex = {"image": np.full(shape, 10 * i + s, np.uint8), "label": i % 10}
+                yield i, ({**ex, "id": f"{s}_{i}"} if extra else ex)
+
+    Fake.name = base.name
+    return Fake
+
+
+def prepare_fake_tfds(data_dir, builders, n_train, n_test):
+    """Prepares ``fake_tfds_builder(base, shape, n_train, n_test)`` for each ``(base, shape)``
+    under ``data_dir`` without any download."""
+    import tensorflow_datasets as tfds
+
+    cfg = tfds.download.DownloadConfig(try_download_gcs=False)
+    for base, shape in builders:
+        builder = fake_tfds_builder(base, shape, n_train, n_test)(data_dir=str(data_dir))
+        builder.download_and_prepare(download_config=cfg)

@@ -169,7 +169,7 @@ def kl_div(p_logits, q_logits, temperature: float, reduction: str):
 def kl_to(teacher: str, temperature: float = 1.0, reduction: str = "batchmean",
           rows: str = "all") -> Loss:
     """KL from the teacher at ``aux[teacher]`` to the student (distillation)."""
-    if temperature <= 0:
+    if not isinstance(temperature, jax.core.Tracer) and temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
     def fn(i: LossInputs):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -185,6 +185,35 @@ class Method:
         model, stage = self.model, self.stage
 
         def run(params, model_state, splits: Splits, key):
+            state = UnlearnState(params, model_state, {}, model)
+            state = stage(state, splits, as_key(key))
+            return state.params, state.model_state
+
+        return run
+
+    def dynamic_fn(self, names: Sequence[str]) -> Callable[..., tuple[Any, Any]]:
+        """The method with hyperparameters ``names`` passed as (traceable) arguments.
+
+        Returns ``f(params, model_state, splits, key, values)`` where ``values`` maps each
+        name in ``names`` to a scalar; the method is built inside ``f`` from ``{**self.hp,
+        **values}``. Jitting ``f`` compiles one program for every value of those
+        hyperparameters (a sweep recompiles only when a structural one, e.g. epochs or a
+        batch size, changes). Builders that need a concrete value (Python control flow on
+        it) raise a JAX concretization error when traced; callers fall back to :attr:`fn`.
+        Values are range-checked by :attr:`stage` on the concrete ``self.hp``, not in ``f``.
+        """
+        if self.model is None:
+            raise ValueError(
+                f"method {self.name!r} is not bound to a model: use method.bind(model)")
+        unknown = sorted(set(names) - set(self.definition.defaults))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}")
+        model, base, names = self.model, self.hp, tuple(names)
+
+        def run(params, model_state, splits: Splits, key, values):
+            if set(values) != set(names):
+                raise ValueError(f"values: expected keys {sorted(names)}, got {sorted(values)}")
+            stage = self.definition.build(**{**base, **values})
             state = UnlearnState(params, model_state, {}, model)
             state = stage(state, splits, as_key(key))
             return state.params, state.model_state

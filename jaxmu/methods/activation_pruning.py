@@ -50,6 +50,8 @@ def site_order(model, params, model_state) -> list[str]:
 def n_pruned(size: int, q: float) -> int:
     """How many of ``size`` distinct values lie strictly above their ``q``-quantile (linear
     interpolation, numpy's default): ``size - 1 - floor(q * (size - 1))``."""
+    if isinstance(q, jax.core.Tracer):
+        return size - 1 - jnp.floor(q * (size - 1) + 1e-9)
     return size - 1 - math.floor(q * (size - 1) + 1e-9)
 
 
@@ -59,8 +61,9 @@ def prune_mask(mean: jax.Array, q: float) -> jax.Array:
     k = n_pruned(mean.size, q)
     flat = mean.reshape(-1)
     order = jnp.argsort(-flat, stable=True)
-    m = jnp.ones(flat.shape, jnp.float32).at[order[:k]].set(0.0)
-    return m.reshape(mean.shape)
+    rank = jnp.zeros(flat.shape, jnp.int32).at[order].set(
+        jnp.arange(flat.size, dtype=jnp.int32))
+    return (rank >= k).astype(jnp.float32).reshape(mean.shape)
 
 
 def site_quantiles(order: list[str], q_early: float, q_deep: float, deep_from: float):

@@ -43,7 +43,8 @@ def confusion_targets(key: jax.Array, y: jax.Array, is_forget: jax.Array, num_cl
     """The generator's target per row: the true label, except for ``fraction`` of the forget
     rows of the batch (chosen uniformly; at least one when ``fraction > 0``), which get a
     uniformly random label."""
-    if fraction <= 0:
+    traced = isinstance(fraction, jax.core.Tracer)
+    if not traced and fraction <= 0:
         return y
     k1, k2 = jax.random.split(key)
     is_f = is_forget > 0
@@ -52,7 +53,8 @@ def confusion_targets(key: jax.Array, y: jax.Array, is_forget: jax.Array, num_cl
     score = jnp.where(is_f, jax.random.uniform(k1, y.shape), 2.0)
     rank = jnp.argsort(jnp.argsort(score))
     chosen = is_f & (rank < n_rep)
-    return jnp.where(chosen, jax.random.randint(k2, y.shape, 0, num_classes), y)
+    out = jnp.where(chosen, jax.random.randint(k2, y.shape, 0, num_classes), y)
+    return jnp.where(fraction <= 0, y, out) if traced else out
 
 
 def sftc_loss(temperature: float, confuse_fraction: float, teacher: str = "teacher") -> Loss:

@@ -14,7 +14,8 @@ examples and models; device code produces the logits (``[M, N, K]``) that feed i
   :func:`normalized_l2_distance`.
 * Statistics and timing: :func:`bootstrap_ci`, :func:`format_ci`, :func:`rte`,
   :class:`Timer`, :func:`timed`.
-* The full record: :func:`evaluate_logits`.
+* The full record: :func:`evaluate_logits` (:class:`MIASkippedWarning` when a split is too
+  small for an MIA).
 
 References:
     evaluation-spec.md; methods-spec.md §6.
@@ -47,12 +48,13 @@ from jaxmu.metrics._mia import (
     mia_features,
     population_mia,
 )
-from jaxmu.metrics._record import evaluate_logits
+from jaxmu.metrics._record import MIASkippedWarning, evaluate_logits
 from jaxmu.metrics._timing import Timer, rte, timed
 from jaxmu.metrics._ulira import membership_statistic, ulira
 
 __all__ = [
     "FScoreResult",
+    "MIASkippedWarning",
     "Timer",
     "accuracy",
     "accuracy_errors",

@@ -6,6 +6,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,33 @@ from jaxmu.metrics import _accuracy, _distances, _mia, _timing
 SPLITS = ("retain", "forget", "val", "test")
 _ABBREV = {"retain": "ra", "forget": "fa", "val": "va", "test": "ta"}
 _GAP_FEATURES = ("correctness", "confidence", "entropy", "prob")  # paper 001 Table 1
+_LOSS_MIA_TEST_SIZE = 0.1  # Deep Unlearn's StratifiedShuffleSplit(test_size=0.1)
+
+
+class MIASkippedWarning(UserWarning):
+    """An MIA of :func:`evaluate_logits` was skipped because a split is too small for it.
+
+    The record then lacks that MIA's keys; the message names the keys, the split sizes and
+    the minimum. Silence with ``warnings.simplefilter("ignore", MIASkippedWarning)``, or
+    collect with ``warnings.catch_warnings(record=True)`` (the experiment CLIs write the
+    messages to the JSON record's ``"warnings"`` list).
+    """
+
+
+def _min_loss_mia_size(test_size: float = _LOSS_MIA_TEST_SIZE) -> int:
+    """Smallest balanced set size ``n`` for which the loss MIA's stratified split exists:
+    at least 2 held-out and 2 training examples out of ``2 n`` (the check in
+    :func:`jaxmu.metrics.population_mia`)."""
+    n = 1
+    while True:
+        n_test = int(np.ceil(test_size * 2 * n))
+        if n_test >= 2 and 2 * n - n_test >= 2:
+            return n
+        n += 1
+
+
+def _plural(n: int) -> str:
+    return f"{n} example{'s' if n != 1 else ''}"
 
 
 def _split_logits(name: str, logits: Mapping[str, ArrayLike] | None, labels) -> dict:
@@ -34,14 +62,23 @@ def _split_logits(name: str, logits: Mapping[str, ArrayLike] | None, labels) -> 
     return dict(logits)
 
 
-def _model_metrics(prefix: str, logits: dict, labels: Mapping, mia_seed: int) -> dict:
+def _model_metrics(prefix: str, logits: dict, labels: Mapping, mia_seed: int,
+                   skipped: list[str]) -> dict:
     out = {}
     for split, z in logits.items():
         out[f"{prefix}{_ABBREV[split]}"] = float(_accuracy.accuracy(z, labels[split]))
     if "forget" in logits:
         f_loss = _mia.cross_entropy_losses(logits["forget"], labels["forget"])
+        need = _min_loss_mia_size()
         for ref in ("test", "val"):
             if ref in logits:
+                n_f, n_r = len(logits["forget"]), len(logits[ref])
+                if min(n_f, n_r) < need:
+                    skipped.append(
+                        f"loss MIA vs {ref} skipped (no mia_{ref}, indisc_{ref}, "
+                        f"mia_auc_{ref} keys): forget has {_plural(n_f)} and {ref} "
+                        f"{_plural(n_r)}, the attack needs at least {need} in each")
+                    continue
                 r_loss = _mia.cross_entropy_losses(logits[ref], labels[ref])
                 acc, auc = _mia._loss_attack(f_loss, r_loss, mia_seed, 10, 0.1, 123)
                 out[f"{prefix}mia_{ref}"] = acc
@@ -93,8 +130,14 @@ def evaluate_logits(
         SAPE-based errors are in percent. A retention whose reference accuracy is 0 is
         left out.
 
+    Warns:
+        MIASkippedWarning: when a split is too small for the loss MIA (fewer than 6 forget
+            or reference examples): that reference's ``mia_``, ``indisc_`` and ``mia_auc_``
+            keys are left out for every model, and one warning per skipped attack says why.
+            The classifier and feature MIAs need one example per split and always run.
+
     Raises:
-        ValueError: on bad logits/labels, unknown splits, or too few examples for the MIAs.
+        ValueError: on bad logits/labels or unknown splits.
 
     References:
         methods-spec.md §6; evaluation-spec.md §7; SFTC (paper 002) §5.4; paper 001 Table 1.
@@ -106,9 +149,12 @@ def evaluate_logits(
     u = _split_logits("unlearned", unlearned, labels)
     o = _split_logits("original", original, labels)
     r = _split_logits("retrained", retrained, labels)
-    rec = _model_metrics("", u, labels, mia_seed)
-    rec.update(_model_metrics("original_", o, labels, mia_seed))
-    rec.update(_model_metrics("retrained_", r, labels, mia_seed))
+    skipped: list[str] = []
+    rec = _model_metrics("", u, labels, mia_seed, skipped)
+    rec.update(_model_metrics("original_", o, labels, mia_seed, skipped))
+    rec.update(_model_metrics("retrained_", r, labels, mia_seed, skipped))
+    for msg in dict.fromkeys(skipped):  # the same sizes for U, O and R: warn once
+        warnings.warn(msg, MIASkippedWarning, stacklevel=2)
     if r:
         for key in ("ra", "fa", "ta"):
             if key in rec and f"retrained_{key}" in rec and rec[f"retrained_{key}"] > 0:

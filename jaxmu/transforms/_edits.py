@@ -56,7 +56,7 @@ def transpose_conv(select: Selector = conv_kernels, allow_empty: bool = False) -
 
 def gaussian_deviation(std: float, select: Selector = conv_kernels) -> Stage:
     """Adds ``std * N(0, 1)`` to every entry of the selected leaves (CFW's confuser)."""
-    if std < 0:
+    if not isinstance(std, jax.core.Tracer) and std < 0:
         raise ValueError(f"std must be >= 0, got {std}")
     return _edit(select, lambda p, k: p + std * _normal(k, p.shape, p.dtype))
 
@@ -144,12 +144,13 @@ def reinit(select: Selector, init: str = "model", where: str | None = None,
     return run
 
 
-def _topk_mask(values: jax.Array, k: int, largest: bool) -> jax.Array:
-    """Float mask with exactly ``k`` ones at the smallest (or largest) ``values``."""
+def _topk_mask(values: jax.Array, k: Any, largest: bool) -> jax.Array:
+    """Float mask with exactly ``k`` ones at the smallest (or largest) ``values``; ``k`` may
+    be traced (the mask is "rank < k", rank = position in the sorted order)."""
     flat = values.reshape(-1)
     order = jnp.argsort(-flat if largest else flat)
-    m = jnp.zeros(flat.shape, jnp.float32).at[order[:k]].set(1.0)
-    return m.reshape(values.shape)
+    rank = jnp.zeros(flat.shape, jnp.int32).at[order].set(jnp.arange(flat.size, dtype=jnp.int32))
+    return (rank < k).astype(jnp.float32).reshape(values.shape)
 
 
 def saliency_mask(scores: Any, flags: Any, fraction: float, largest: bool, scope: str,
@@ -160,19 +161,24 @@ def saliency_mask(scores: Any, flags: Any, fraction: float, largest: bool, scope
     ``floor(fraction * total)`` entries across all selected leaves. Unselected leaves get the
     scalar ``fill``.
     """
-    if not 0 <= fraction <= 1:
+    traced = isinstance(fraction, jax.core.Tracer)
+    if not traced and not 0 <= fraction <= 1:
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
     if scope not in ("layer", "global"):
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
     leaves, treedef = jax.tree.flatten(scores)
     fl = jax.tree.leaves(flags)
     if scope == "layer":
-        out = [_topk_mask(s, int(round(fraction * s.size)), largest) if f else jnp.float32(fill)
+        count = (lambda n: jnp.round(fraction * n)) if traced else (
+            lambda n: int(round(fraction * n)))
+        out = [_topk_mask(s, count(s.size), largest) if f else jnp.float32(fill)
                for s, f in zip(leaves, fl, strict=True)]
         return jax.tree.unflatten(treedef, out)
     sel = [s.reshape(-1) for s, f in zip(leaves, fl, strict=True) if f]
     allv = jnp.concatenate(sel)
-    m = _topk_mask(allv, int(math.floor(fraction * allv.size)), largest)
+    k = (jnp.floor(fraction * allv.size) if traced
+         else int(math.floor(fraction * allv.size)))
+    m = _topk_mask(allv, k, largest)
     out, off = [], 0
     for s, f in zip(leaves, fl, strict=True):
         if f:

@@ -8,7 +8,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _helpers import tiny_dataset
+from _helpers import prepare_fake_tfds, tiny_dataset
 from sklearn.datasets import load_digits as sk_digits
 from sklearn.model_selection import train_test_split
 
@@ -429,35 +429,16 @@ def test_load_dataset_unknown():
 N_TR, N_TE = 12, 5
 
 
-def _fake_builder(base, shape):
-    """A tfds builder class named like ``base`` that writes tiny deterministic data: example
-    ``i`` of split ``s`` is the constant image ``10 * i + s`` with label ``i % 10``."""
-    import tensorflow_datasets as tfds  # noqa: F401
-
-    class Fake(base, skip_registration=True):
-        def _split_generators(self, dl_manager):
-            return {"train": self._gen(N_TR, 0), "test": self._gen(N_TE, 1)}
-
-        def _gen(self, n, s):
-            extra = "id" in self.info.features
-            for i in range(n):
-                ex = {"image": np.full(shape, 10 * i + s, np.uint8), "label": i % 10}
-                yield i, ({**ex, "id": f"{s}_{i}"} if extra else ex)
-
-    Fake.name = base.name
-    return Fake
-
-
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow_datasets")
     from tensorflow_datasets.image_classification import cifar, mnist
 
     d = tmp_path_factory.mktemp("tfds")
-    cfg = tfds.download.DownloadConfig(try_download_gcs=False)
-    for base, shape in ((cifar.Cifar10, (32, 32, 3)), (mnist.MNIST, (28, 28, 1))):
-        _fake_builder(base, shape)(data_dir=str(d)).download_and_prepare(download_config=cfg)
+    # fake_tfds_builder: example i of split s is the constant image 10 * i + s, label i % 10
+    prepare_fake_tfds(d, ((cifar.Cifar10, (32, 32, 3)), (mnist.MNIST, (28, 28, 1))),
+                      N_TR, N_TE)
     return str(d)
 
 

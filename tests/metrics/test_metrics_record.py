@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 
 from jaxmu.metrics import (
+    MIASkippedWarning,
     accuracy,
     evaluate_logits,
     js_divergence,
@@ -17,6 +19,7 @@ from jaxmu.metrics import (
     sape,
 )
 from jaxmu.metrics._mia import cross_entropy_losses
+from jaxmu.metrics._record import _min_loss_mia_size
 
 
 def _model(rng, labels, strength):
@@ -89,3 +92,44 @@ def test_record_bad_inputs(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         evaluate_logits(args.pop("unlearned"), args.pop("labels"), **args)
+
+
+def test_min_loss_mia_size_matches_population_mia():
+    n = _min_loss_mia_size()
+    assert n == 6
+    rng = np.random.default_rng(0)
+    assert 0 <= population_mia(rng.normal(size=n), rng.normal(size=n + 3)) <= 1
+    with pytest.raises(ValueError, match="examples per set"):
+        population_mia(rng.normal(size=n - 1), rng.normal(size=n + 3))
+
+
+def test_tiny_splits_skip_the_loss_mia_with_a_warning(record_inputs):
+    labels, u, o, r, _ = record_inputs
+    take = {"retain": 80, "forget": 3, "val": 40, "test": 6}  # forget too small for the MIA
+    cut = {s: {k: v[:take[k]] for k, v in m.items()} for s, m in
+           (("labels", labels), ("u", u), ("o", o), ("r", r))}
+    with pytest.warns(MIASkippedWarning) as caught:
+        rec = evaluate_logits(cut["u"], cut["labels"], original=cut["o"], retrained=cut["r"],
+                              mia_max_samples=20)
+    msgs = [str(w.message) for w in caught if w.category is MIASkippedWarning]
+    assert msgs == [  # once per reference split, not once per model
+        "loss MIA vs test skipped (no mia_test, indisc_test, mia_auc_test keys): forget has "
+        "3 examples and test 6 examples, the attack needs at least 6 in each",
+        "loss MIA vs val skipped (no mia_val, indisc_val, mia_auc_val keys): forget has "
+        "3 examples and val 40 examples, the attack needs at least 6 in each"]
+    assert not [k for k in rec if "mia_test" in k or "mia_val" in k or "indisc" in k]
+    json.dumps(rec, allow_nan=False)
+    # everything else is still there, the classifier and feature MIAs included
+    for prefix in ("", "original_", "retrained_"):
+        assert {f"{prefix}{k}" for k in ("ra", "fa", "va", "ta")} <= set(rec)
+    assert {"retdev", "js_original", "classifier_mia", "feature_mia_mean_gap"} <= set(rec)
+
+
+def test_no_warning_when_every_mia_runs(record_inputs):
+    labels, u, *_ = record_inputs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MIASkippedWarning)
+        rec = evaluate_logits({"forget": u["forget"][:6], "test": u["test"]},
+                              {"forget": labels["forget"][:6], "test": labels["test"]},
+                              classifier=None, feature_classifier=None)
+    assert {"mia_test", "indisc_test", "mia_auc_test"} <= set(rec)

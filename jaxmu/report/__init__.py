@@ -1,0 +1,24 @@
+"""jaxmu.report: a benchmark study (HP sweep, multi-seed runs, ranking) as a report directory.
+
+:func:`write_report` turns the study dict of ``jaxmu.sweep`` into ``report.md`` (budget and
+provenance, Table 1 rankings, Table 2 run-time efficiency, per-method metrics with 95% CIs,
+chosen hyperparameters), ``results.csv`` (long format), ``results.json`` (the study, NaN as
+null) and PNG figures. The table builders are public for use in notebooks and papers.
+
+References:
+    Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4, §6, §7, §8.
+"""
+
+from jaxmu.report._recipes import recipes_markdown
+from jaxmu.report._tables import ranking_table_markdown, rte_table_markdown
+from jaxmu.report._validate import validate_study
+from jaxmu.report._write import csv_rows, write_report
+
+__all__ = [
+    "csv_rows",
+    "ranking_table_markdown",
+    "recipes_markdown",
+    "rte_table_markdown",
+    "validate_study",
+    "write_report",
+]

@@ -1,0 +1,116 @@
+"""Number formatting, markdown tables and per-method statistics for the report.
+
+References:
+    methods-spec.md §6 (metrics), §8 (ranking).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxmu.report._validate import as_float
+
+DASH = "\u2013"  # "–", shown for NaN or missing values
+FAILED = "Failed"
+
+
+class Stat(NamedTuple):
+    """A summary statistic: value with its confidence interval and number of seeds."""
+
+    value: float
+    low: float
+    high: float
+    n: int | None
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """``x`` with ``digits`` decimals; "–" for None, NaN or non-numbers."""
+    try:
+        f = as_float(x)
+    except (TypeError, ValueError):
+        return DASH
+    return DASH if math.isnan(f) else f"{f:.{digits}f}"
+
+
+def fmt_count(x: Any) -> str:
+    """An integer-valued number without decimals (else one decimal); "–" when missing."""
+    try:
+        f = as_float(x)
+    except (TypeError, ValueError):
+        return DASH
+    if math.isnan(f):
+        return DASH
+    return str(int(f)) if f.is_integer() else f"{f:.1f}"
+
+
+def fmt_ci(stat: Stat, digits: int = 3) -> str:
+    """``"value [low, high]"``; just ``"value"`` when the interval is missing; "–" for NaN."""
+    if math.isnan(stat.value):
+        return DASH
+    if math.isnan(stat.low) or math.isnan(stat.high):
+        return fmt(stat.value, digits)
+    return f"{fmt(stat.value, digits)} [{fmt(stat.low, digits)}, {fmt(stat.high, digits)}]"
+
+
+def fmt_value(x: Any) -> str:
+    """A config/provenance/hyperparameter value: floats to 4 significant digits, containers as
+    compact JSON, everything else as ``str``."""
+    if x is None:
+        return DASH
+    if isinstance(x, float):
+        return DASH if math.isnan(x) else f"{x:.4g}"
+    if isinstance(x, Mapping | list | tuple):
+        return json.dumps(x, separators=(", ", ": "), default=str)
+    return str(x)
+
+
+def cell(text: str) -> str:
+    """Makes ``text`` safe inside a markdown table cell (pipes escaped, one line)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+             align: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table; ``align`` holds "l" or "r" per column."""
+    align = align or ["l"] * len(header)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def usable_runs(method: Mapping) -> list[Mapping]:
+    """The runs of a method entry with ``usable`` true."""
+    return [r for r in method["runs"] if r["usable"]]
+
+
+def is_failed(method: Mapping) -> bool:
+    """True when a method entry has no usable run."""
+    return not usable_runs(method)
+
+
+def method_stat(method: Mapping, metric: str) -> Stat:
+    """``method["summary"][metric]``; if absent, the mean over usable runs (no interval).
+
+    Missing everywhere gives a NaN value.
+    """
+    s = method["summary"].get(metric)
+    if s is not None:
+        ci = (None, None) if s.get("ci") is None else s["ci"]
+        return Stat(as_float(s.get("value")), as_float(ci[0]), as_float(ci[1]), s.get("n"))
+    vals = [as_float(r["metrics"][metric]) for r in usable_runs(method)
+            if metric in r["metrics"]]
+    vals = [v for v in vals if not math.isnan(v)]
+    if not vals:
+        return Stat(math.nan, math.nan, math.nan, 0)
+    return Stat(float(np.mean(vals)), math.nan, math.nan, len(vals))
+
+
+def runs_count(method: Mapping) -> str:
+    """``"usable/total"`` runs of a method entry, e.g. ``"2/2"``."""
+    return f"{len(usable_runs(method))}/{len(method['runs'])}"

@@ -1,0 +1,67 @@
+"""RECIPES.md: the exact command behind every number of a benchmark report.
+
+References:
+    methods-spec.md §4.3 (the chosen hyperparameters, one setting per method and dataset).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from jaxmu.report._format import md_table
+
+
+def _hp_value(v: Any) -> str:
+    """The ``--hp KEY=VALUE`` spelling that :func:`jaxmu.methods.parse_hp` reads back."""
+    if isinstance(v, (tuple, list)):
+        return ",".join(_hp_value(x) for x in v)
+    return str(v)
+
+
+def _hp_flags(hp: Mapping[str, Any]) -> str:
+    return " ".join(f"--hp {shlex.quote(f'{k}={_hp_value(v)}')}" for k, v in sorted(hp.items()))
+
+
+def recipes_markdown(study: Mapping) -> str:
+    """Markdown with one exact command per table cell of the report.
+
+    Needs ``study["config"]["command"]`` (the study's own command line) and
+    ``study["config"]["run_command"]`` (the single-run command of the same setting, to which
+    ``--method``, ``--hp`` and ``--seed`` are appended); without them only the
+    hyperparameter table is written.
+    """
+    cfg = study.get("config", {}) or {}
+    cmd, run = cfg.get("command"), cfg.get("run_command")
+    parts = [f"# Recipes: {study['dataset']} / {study['model']}",
+             "Every number of the report comes from one of these commands (same seed -> "
+             "identical results up to timings)."]
+    if cmd:
+        parts += ["## The whole study (Tables 1-2, every cell)",
+                  f"```bash\n{cmd}\n```",
+                  f"Search budget: {cfg.get('trials')} trials x search seeds "
+                  f"{cfg.get('search_seeds')}, NSGA-III population "
+                  f"{cfg.get('population_size')}, E_max {cfg.get('e_max')}; "
+                  f"{cfg.get('seeds')} final seeds."]
+    rows, cells = [], []
+    for name, m in study["methods"].items():
+        hp = dict(m.get("hparams") or {})
+        s = m.get("search") or {}
+        found = ("reference (no search)" if m.get("reference") else
+                 f"{s.get('n_trials')} trials, seed {s.get('seed')}, trial {s.get('trial')}, "
+                 f"score {s.get('score'):.4g}" if s.get("score") is not None else
+                 "search failed: defaults")
+        rows.append([name, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                     for k, v in sorted(hp.items())) or "–", found])
+        if run:
+            flags = "" if m.get("reference") else _hp_flags(hp)
+            seeds = sorted(r["seed"] for r in m.get("runs", []))
+            for seed in seeds:
+                cells.append(f"{run} --method {name} {flags} --seed {seed}".replace("  ", " "))
+    parts += ["## Chosen hyperparameters and the search that found them",
+              md_table(["Method", "Hyperparameters", "Found by"], rows)]
+    if cells:
+        parts += ["## One final run per command (the metric table's cells are their means)",
+                  "```bash\n" + "\n".join(cells) + "\n```"]
+    return "\n\n".join(parts) + "\n"

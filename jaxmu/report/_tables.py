@@ -1,0 +1,201 @@
+"""Markdown tables of a study: rankings (Table 1), run-time efficiency (Table 2), metrics,
+hyperparameters, U-LiRA, budget and provenance.
+
+References:
+    Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4 (HP search), §6 (metrics),
+    §6.5 (RTE), §7 (U-LiRA), §8 (ranking).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from jaxmu.report._format import (
+    DASH,
+    FAILED,
+    fmt,
+    fmt_ci,
+    fmt_count,
+    fmt_value,
+    is_failed,
+    md_table,
+    method_stat,
+    runs_count,
+)
+from jaxmu.report._validate import GROUPS, as_float, validate_ranking, validate_study
+
+# (summary key, column header, decimals) of the per-method metrics table.
+METRIC_COLUMNS = (
+    ("ra", "RA", 3),
+    ("fa", "FA", 3),
+    ("va", "VA", 3),
+    ("ta", "TA", 3),
+    ("retdev", "RetDev", 3),
+    ("indisc_test", "Indisc (test)", 3),
+    ("mia_val", "MIA (val)", 3),
+    ("rte", "RTE", 2),
+)
+RANKING_TITLES = {"retdev": "Retention Deviation (RetDev)", "indisc": "Indiscernibility (Indisc)"}
+_BUDGET_KEYS = (
+    ("trials", "Trials per method (HP search)"),
+    ("search_seeds", "Search seeds"),
+    ("seeds", "Final-run seeds"),
+    ("e_max", "E_max (epoch budget)"),
+)
+
+
+def sorted_ranking(rows: Any) -> list[Mapping]:
+    """Ranking rows sorted by rank (missing ranks last), ties by method name."""
+    def key(r):
+        rank = as_float(r.get("rank"))
+        return (math.isnan(rank), 0.0 if math.isnan(rank) else rank, r["method"])
+    return sorted(rows or [], key=key)
+
+
+def ranking_table_markdown(ranking: Mapping | None) -> str:
+    """Table 1: the RetDev and the Indisc rankings side by side, each sorted by rank.
+
+    Columns per ranking: Rank, Method, G1, G2, G3, F (G1-G3: how often the method fell into
+    each cluster of the agglomerative grouping, F: how often it failed). Row ``i`` shows the
+    ``i``-th method of each ranking; a ranking that is missing or shorter leaves blank cells.
+
+    Args:
+        ranking: ``{"retdev": [...], "indisc": [...]}``, rows ``{"method", "rank", "G1",
+            "G2", "G3", "F"}``; None or empty gives a one-line note instead of a table.
+
+    Returns:
+        Markdown text (a caption line and the table).
+
+    Raises:
+        ValueError: on a malformed ranking.
+
+    References:
+        Deep Unlearn (paper 004) Table 1; methods-spec.md §8.
+    """
+    validate_ranking(ranking)
+    sides = [sorted_ranking((ranking or {}).get(m)) for m in RANKING_TITLES]
+    if not any(sides):
+        return "_No ranking in this study._"
+    half = ["Rank", "Method", *GROUPS]
+    rows = []
+    for i in range(max(len(s) for s in sides)):
+        row: list[str] = []
+        for j, side in enumerate(sides):
+            if j:
+                row.append("")
+            if i < len(side):
+                r = side[i]
+                row += [fmt_count(r.get("rank")), r["method"],
+                        *(fmt_count(r.get(g)) for g in GROUPS)]
+            else:
+                row += [""] * len(half)
+        rows.append(row)
+    align = ["r", "l", "r", "r", "r", "r"]
+    caption = (f"Left: {RANKING_TITLES['retdev']}. Right: {RANKING_TITLES['indisc']}. "
+               "G1-G3: times in each group, F: times failed.")
+    return caption + "\n\n" + md_table([*half, "", *half], rows, [*align, "l", *align])
+
+
+def rte_table_markdown(study: Mapping) -> str:
+    """Table 2: run-time efficiency per method, fastest first; failed methods last.
+
+    Columns: Method, RTE (``T_retrain / T_method``, mean [95% CI]), run seconds (mean
+    [95% CI]), runs (usable/total). Two decimals.
+
+    Raises:
+        ValueError: on a study that breaks the contract of :func:`validate_study`.
+
+    References:
+        Deep Unlearn (paper 004) Table 2; methods-spec.md §6.5.
+    """
+    validate_study(study)
+    methods = study["methods"]
+
+    def key(name):
+        v = method_stat(methods[name], "rte").value
+        return (is_failed(methods[name]), math.isnan(v), -v if not math.isnan(v) else 0.0)
+
+    rows = []
+    for name in sorted(methods, key=key):
+        m = methods[name]
+        if is_failed(m):
+            rows.append([name, FAILED, FAILED, runs_count(m)])
+        else:
+            rows.append([name, fmt_ci(method_stat(m, "rte"), 2),
+                         fmt_ci(method_stat(m, "run_seconds"), 2), runs_count(m)])
+    return md_table(["Method", "RTE", "Run seconds", "Runs"], rows, ["l", "r", "r", "r"])
+
+
+def metrics_table_markdown(study: Mapping) -> str:
+    """Per-method metrics, "value [low, high]" over usable seeds, in study order."""
+    rows = []
+    for name, m in study["methods"].items():
+        if is_failed(m):
+            rows.append([name, runs_count(m), *[FAILED] * len(METRIC_COLUMNS)])
+        else:
+            rows.append([name, runs_count(m),
+                         *(fmt_ci(method_stat(m, k), d) for k, _, d in METRIC_COLUMNS)])
+    header = ["Method", "Runs", *(h for _, h, _ in METRIC_COLUMNS)]
+    return md_table(header, rows, ["l"] + ["r"] * (len(header) - 1))
+
+
+def hparams_table_markdown(study: Mapping) -> str:
+    """Chosen hyperparameters per method and the search that found them."""
+    rows = []
+    for name, m in study["methods"].items():
+        hp = ", ".join(f"{k}={fmt_value(v)}" for k, v in m["hparams"].items()) or DASH
+        label = f"{name} ({FAILED})" if is_failed(m) else name
+        s = m["search"]
+        if s is None:
+            rows.append([label, hp, "no search", DASH, DASH, DASH, DASH])
+            continue
+        values = s.get("values")
+        vals = DASH if values is None else "[" + ", ".join(fmt(v) for v in values) + "]"
+        score = "search failed" if s.get("failed") else fmt(s.get("score"), 4)
+        rows.append([label, hp, fmt_count(s.get("n_trials")), fmt_count(s.get("seed")),
+                     fmt_count(s.get("trial")), score, vals])
+    header = ["Method", "Hyperparameters", "Trials", "Search seed", "Trial", "Score",
+              "Objective values"]
+    return md_table(header, rows, ["l", "l", "r", "r", "r", "r", "l"])
+
+
+def ulira_table_markdown(study: Mapping) -> str:
+    """U-LiRA accuracy per method (ideal 0.5) and the number of scored examples."""
+    rows = []
+    for name, u in (study.get("ulira") or {}).items():
+        per = u.get("per_example_accuracy")
+        rows.append([name, fmt(u.get("ulira_accuracy")), DASH if per is None else str(len(per))])
+    return md_table(["Method", "U-LiRA accuracy", "Examples"], rows, ["l", "r", "r"])
+
+
+def budget_markdown(study: Mapping) -> str:
+    """Budget (from ``config``), provenance (versions, device, the rest) and the optional
+    top-level ``timings`` of the study as one table."""
+    config, prov = study["config"], study["provenance"]
+    rows = [[label, fmt_value(config.get(k))] for k, label in _BUDGET_KEYS]
+    rows += [[f"config.{k}", fmt_value(v)] for k, v in config.items()
+             if k not in dict(_BUDGET_KEYS)]
+    device = prov.get("device")
+    if device is None and prov.get("devices") is not None:  # jaxmu.io.provenance() layout
+        devs = prov["devices"]
+        if isinstance(devs, list):
+            device = ", ".join(f"{n} x {k}" for k, n in Counter(map(str, devs)).items())
+        backend = prov.get("backend")
+        if backend is not None and str(backend).lower() not in str(device).lower():
+            device = f"{backend}: {device}"
+    rows.append(["Device", fmt_value(device)])
+    versions = prov.get("versions")
+    if isinstance(versions, Mapping):
+        vtext = ", ".join(f"{k} {v}" for k, v in versions.items()) or DASH
+    else:
+        vtext = fmt_value(versions)
+    rows.append(["Versions", vtext])
+    rows += [[f"provenance.{k}", fmt_value(v)] for k, v in prov.items()
+             if k not in ("device", "devices", "backend", "versions")]
+    timings = study.get("timings")
+    if isinstance(timings, Mapping):  # optional wall times of the study itself
+        rows += [[f"timings.{k}", fmt_value(v)] for k, v in timings.items()]
+    return md_table(["Item", "Value"], rows)

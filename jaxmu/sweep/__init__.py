@@ -1,0 +1,72 @@
+"""HP sweeps (Optuna NSGA-III, resumable, multi-worker), multi-seed runs and ranking.
+
+The Deep Unlearn study pipeline: :func:`run_study` searches one method on one model seed,
+:func:`best_hparams` picks the trial with the smallest L2 norm of the four objectives
+across seed studies, :func:`final_run` / :func:`summarize` produce per-seed records and
+bootstrap CIs, :func:`rank_methods` builds Table 1, and :func:`run_benchmark` does it all
+for one (dataset, architecture) setting (``python -m experiments.digits --benchmark``).
+
+References:
+    methods-spec.md §1, §4, §8; Cadet et al., Deep Unlearn (2024) §4-5.
+"""
+
+from jaxmu.sweep._benchmark import (
+    REFERENCES,
+    default_methods,
+    e_max,
+    final_run,
+    prepare_task,
+    run_benchmark,
+    summarize,
+)
+from jaxmu.sweep._objective import OBJECTIVE_NAMES, objective_values, select_best, trial_score
+from jaxmu.sweep._ranking import GROUPS, performance_groups, rank_methods
+from jaxmu.sweep._study import (
+    FAST_COMPILE,
+    SweepTask,
+    best_hparams,
+    completed,
+    dynamic_names,
+    make_objective,
+    method_key,
+    open_storage,
+    run_study,
+    run_trial,
+    storage_url,
+    study_name,
+    suggest_hparams,
+    traceable_names,
+    trials_of,
+)
+
+__all__ = [
+    "FAST_COMPILE",
+    "GROUPS",
+    "OBJECTIVE_NAMES",
+    "REFERENCES",
+    "SweepTask",
+    "best_hparams",
+    "completed",
+    "default_methods",
+    "dynamic_names",
+    "e_max",
+    "final_run",
+    "make_objective",
+    "method_key",
+    "objective_values",
+    "open_storage",
+    "performance_groups",
+    "prepare_task",
+    "rank_methods",
+    "run_benchmark",
+    "run_study",
+    "run_trial",
+    "select_best",
+    "storage_url",
+    "study_name",
+    "suggest_hparams",
+    "summarize",
+    "trial_score",
+    "traceable_names",
+    "trials_of",
+]

@@ -1,0 +1,340 @@
+"""The Deep Unlearn study as one call: sweep every method, final multi-seed runs, rank, report.
+
+Layout of ``out_dir`` (every step resumes from what is already there):
+
+* ``config.json`` – the study's configuration and provenance;
+* ``study.db`` – the Optuna studies (one per method and search seed) unless ``storage`` is
+  given (any SQLAlchemy URL, e.g. PostgreSQL, shared by many workers);
+* ``best_hparams.json`` – per method: chosen hyperparameters and the trial that found them;
+* ``runs/<method>/seed<s>.json`` – the final runs (skipped when present);
+* ``study.json`` – everything above in one dict, the input of :func:`jaxmu.report.write_report`;
+* ``report/`` – ``report.md``, ``results.csv``, ``results.json`` and PNG figures.
+
+References:
+    methods-spec.md §1 (pipeline), §4 (search), §8 (ranking); Deep Unlearn Tables 1-2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxmu.methods import get_method, list_methods
+from jaxmu.sweep._ranking import rank_methods
+from jaxmu.sweep._study import (
+    SweepTask,
+    best_hparams,
+    method_key,
+    open_storage,
+    run_study,
+    study_name,
+)
+
+REFERENCES = ("original", "retrain")
+"""Reference "methods": reported next to the methods, never swept or ranked."""
+SUMMARY_METRICS = ("ra", "fa", "va", "ta", "rr", "fr", "tr", "retdev", "mia_val", "mia_test",
+                   "indisc_val", "indisc_test", "classifier_mia", "js_original", "rte",
+                   "run_seconds", "compile_seconds")
+
+
+def default_methods() -> list[str]:
+    """Every registered method except presets (same search space as their base) and the
+    references (original, retrain)."""
+    return [m for m in list_methods(include_presets=False) if m not in REFERENCES]
+
+
+def e_max(original_epochs: int) -> int:
+    """The unlearning epoch budget: ceil(0.2 x original epochs) (methods-spec §4.1)."""
+    return max(1, math.ceil(0.2 * original_epochs - 1e-9))
+
+
+def prepare_task(model, pool, splits, seed: int, recipe, *, cache_dir=None, name="task",
+                 progress: bool = False) -> SweepTask:
+    """Trains (or loads from the cache) O and R of ``seed`` and evaluates R."""
+    from jaxmu import evaluate
+    from jaxmu.io import cached_fit
+
+    po, so, _ = cached_fit(cache_dir, model, pool, splits.mask("train"), seed, recipe,
+                           progress=progress)
+    pr, sr, meta_r = cached_fit(cache_dir, model, pool, splits.retain, seed, recipe,
+                                progress=progress)
+    r_metrics = evaluate(model, (pr, sr), splits, classifier_mias=False, seed=seed)
+    return SweepTask(model=model, splits=splits, seed=seed, original=(po, so),
+                     retrained=(pr, sr), retrained_metrics=r_metrics,
+                     e_max=e_max(recipe.epochs),
+                     reference_seconds=float(meta_r["timings"]["train_s"]), name=name)
+
+
+def _finite_tree(tree) -> bool:
+    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(tree)
+               if np.issubdtype(np.asarray(x).dtype, np.floating))
+
+
+def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
+              classifier_mias: bool = True) -> dict[str, Any]:
+    """One final run: the method with ``hparams`` on ``task`` (normal compilation), fully
+    evaluated (:func:`jaxmu.evaluate`) against O and R, with run time excluding compile.
+
+    ``usable`` is False when the unlearned parameters or its accuracies are not finite
+    (the paper's "does not produce usable models", which sends a method to group F).
+    The references: ``original`` returns O, ``retrain`` returns R with R's training time.
+    """
+    from jaxmu import evaluate
+    from jaxmu.metrics import cross_entropy_losses
+    from jaxmu.train import labels, predict
+
+    t_compile = 0.0
+    if method_name == "retrain":
+        out, t_run = task.retrained, task.reference_seconds
+    elif method_name == "original":
+        out, t_run = task.original, 0.0
+    else:
+        method = get_method(method_name, **hparams).bind(task.model)
+        args = (*task.original, task.splits, method_key(task.seed))
+        t0 = time.perf_counter()
+        compiled = method.jitted.lower(*args).compile()
+        t_compile = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        t_run = time.perf_counter() - t0
+    usable = _finite_tree(out[0])
+    rec: dict[str, Any] = {"method": method_name, "seed": task.seed, "hparams": hparams,
+                           "usable": usable}
+    timings = {"run_seconds": t_run, "compile_seconds": t_compile}
+    if t_run > 0 and math.isfinite(task.reference_seconds):  # O costs nothing: no RTE
+        timings["reference_seconds"] = task.reference_seconds
+    if usable:
+        metrics = evaluate(task.model, out, task.splits, original=task.original,
+                           retrained=task.retrained, timings=timings,
+                           classifier_mias=classifier_mias, seed=task.seed)
+        usable = all(math.isfinite(metrics.get(k, math.nan)) for k in ("ra", "fa", "ta"))
+        z = predict(task.model, *out, task.splits, "forget")
+        losses = cross_entropy_losses(np.asarray(z), np.asarray(labels(task.splits, "forget")))
+        rec.update(usable=usable, metrics=metrics,
+                   forget_losses=[float(x) for x in np.asarray(losses)])
+    else:
+        rec["metrics"] = {"run_seconds": t_run, "compile_seconds": t_compile}
+    rec["timings"] = {"run_s": t_run, "compile_s": t_compile,
+                      "retrain_s": task.reference_seconds}
+    return rec
+
+
+def summarize(runs: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS,
+              *, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Mean over the usable runs of each metric with a 95% bootstrap CI over seeds.
+
+    A metric seen in one run only gets a degenerate interval ``[v, v]``; ``n`` counts the
+    runs that have it.
+    """
+    from jaxmu.metrics import bootstrap_ci
+
+    out: dict[str, dict[str, Any]] = {}
+    usable = [r for r in runs if r.get("usable")]
+    for m in metrics:
+        vals = np.array([r["metrics"][m] for r in usable if m in r.get("metrics", {})],
+                        dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        if vals.size == 0:
+            continue
+        if vals.size == 1:
+            v = lo = hi = float(vals[0])
+        else:
+            v, lo, hi = bootstrap_ci(vals, seed=seed)
+        out[m] = {"value": float(v), "ci": [float(lo), float(hi)], "n": int(vals.size)}
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_benchmark(
+    pool,
+    model,
+    splits,
+    recipe,
+    out_dir: str | Path,
+    *,
+    methods: Sequence[str] | None = None,
+    trials: int = 100,
+    search_seeds: Sequence[int] = (0, 1, 2),
+    seeds: int = 10,
+    storage: str | None = None,
+    cache_dir: str | None = None,
+    clean: bool = False,
+    classifier_mias: bool = True,
+    population_size: int = 50,
+    fast_compile: bool = True,
+    progress: bool = True,
+    report: bool = True,
+    command: str | None = None,
+    run_command: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Runs (or resumes) the whole study on one (dataset, architecture) setting.
+
+    1. O and R for every seed in ``search_seeds`` and ``range(seeds)`` (cached);
+    2. per method, an NSGA-III study of ``trials`` complete trials per search seed, the best
+       trial across them by the L2 norm of the 4 objectives (methods-spec §4.2-4.3);
+    3. ``seeds`` final runs with the chosen hyperparameters, fully evaluated, plus the
+       references O and R; per-metric mean and bootstrap CI over seeds;
+    4. the Table 1 ranking on RetDev and on indiscernibility (test MIA), Failed included;
+    5. ``study.json`` and the report directory (:func:`jaxmu.report.write_report`).
+
+    Args:
+        pool: the data :class:`jaxmu.Pool` (its ``name`` labels the study).
+        model: the architecture. splits: the fixed splits (DU: one split, seed 123).
+        recipe: the O/R :class:`jaxmu.train.TrainConfig`; E_max = ceil(0.2 x its epochs).
+        out_dir: the study directory (see the module docstring); resumable.
+        methods: registered method names (default :func:`default_methods`).
+        trials: complete trials per (method, search seed) study (reference: 100).
+        search_seeds: model seeds of the search studies (reference: 0, 1, 2).
+        seeds: final runs, model seeds ``0 .. seeds-1`` (reference: 10).
+        storage: SQLAlchemy URL shared by workers (default ``out_dir/study.db``).
+        cache_dir: cache of O and R (see :func:`jaxmu.io.cached_fit`).
+        clean: drop dead search dimensions. classifier_mias: also run the classifier and
+            four-feature MIAs in the final runs. population_size: NSGA-III generation size.
+        fast_compile: compile trial programs with fewer XLA passes (final runs never do).
+        progress: tqdm bars. report: write the report directory. log: status lines.
+        command, run_command: the study's command line and the single-run command of this
+            setting (for RECIPES.md; the experiment CLIs pass them).
+
+    Returns:
+        The study dict (also written to ``out_dir/study.json``).
+
+    Raises:
+        ValueError: on an unknown method, ``trials < 1``, ``seeds < 1`` or no search seed.
+    """
+    from jaxmu.io import provenance, write_json
+
+    methods = list(methods) if methods else default_methods()
+    valid = list_methods()
+    for m in methods:
+        if m not in valid:
+            raise ValueError(f"unknown method {m!r}; valid: {', '.join(valid)}")
+    if int(trials) != trials or trials < 1:
+        raise ValueError(f"trials must be a positive integer, got {trials}")
+    if int(seeds) != seeds or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds}")
+    search_seeds = [int(s) for s in search_seeds]
+    if not search_seeds:
+        raise ValueError("search_seeds: need at least one seed")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    setting = f"{pool.name or 'dataset'}-{model.name}"
+    config = {"dataset": pool.name or "dataset", "model": model.name,
+              "methods": methods, "trials": trials, "search_seeds": search_seeds,
+              "seeds": seeds, "e_max": e_max(recipe.epochs), "recipe": recipe.to_dict(),
+              "splits": splits.sizes(), "clean": clean, "population_size": population_size,
+              "classifier_mias": classifier_mias, "fast_compile": fast_compile,
+              "storage": storage or str(out / "study.db"), "command": command,
+              "run_command": run_command}
+    write_json(out / "config.json", {**config, "provenance": provenance()})
+    t_start = time.perf_counter()
+
+    tasks: dict[int, SweepTask] = {}
+
+    def task(seed: int) -> SweepTask:
+        if seed not in tasks:
+            tasks[seed] = prepare_task(model, pool, splits, seed, recipe,
+                                       cache_dir=cache_dir, name=setting, progress=False)
+        return tasks[seed]
+
+    store = open_storage(storage or out / "study.db")
+    best_path = out / "best_hparams.json"
+    best: dict[str, Any] = _read_json(best_path) if best_path.exists() else {}
+    bar = _bar(progress, len(methods) * len(search_seeds), "search")
+    t0 = time.perf_counter()
+    for m in methods:
+        if m in REFERENCES:
+            continue
+        studies = []
+        for s in search_seeds:
+            studies.append((run_study(task(s), m, n_trials=trials, storage=store,
+                                      name=study_name(setting, m, s, clean), clean=clean,
+                                      fast_compile=fast_compile,
+                                      population_size=population_size, progress=progress),
+                            s))
+            bar.update(1)
+        try:
+            b = best_hparams(studies, trials)
+            chosen = {**get_method(m).hp, **b["params"]}
+            best[m] = {"hparams": chosen, "search": {
+                "n_trials": trials, "score": b["score"], "seed": b["seed"],
+                "trial": b["number"], "study": b["study"], "values": b["values"],
+                "search_seeds": search_seeds, "e_max": e_max(recipe.epochs)}}
+        except ValueError:  # every trial failed: the method is Failed, runs use defaults
+            best[m] = {"hparams": get_method(m).hp, "search": {
+                "n_trials": trials, "score": None, "failed": True}}
+        write_json(best_path, best)
+    bar.close()
+    t_search = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    study: dict[str, Any] = {"dataset": config["dataset"], "model": model.name,
+                             "config": config, "methods": {}}
+    bar = _bar(progress, (len(methods) + len(REFERENCES)) * seeds, "final runs")
+    for m in [*REFERENCES, *methods]:
+        if m in study["methods"]:
+            continue
+        hp = best.get(m, {}).get("hparams", get_method(m).hp if m not in REFERENCES else {})
+        runs = []
+        for s in range(seeds):
+            path = out / "runs" / m / f"seed{s}.json"
+            if path.exists() and _read_json(path).get("hparams") == json.loads(
+                    json.dumps(hp)):
+                runs.append(_read_json(path))
+            else:
+                runs.append(final_run(task(s), m, hp, classifier_mias=classifier_mias))
+                write_json(path, runs[-1])
+            bar.update(1)
+        study["methods"][m] = {"hparams": hp, "search": best.get(m, {}).get("search"),
+                               "runs": runs, "summary": summarize(runs),
+                               "reference": m in REFERENCES}
+    bar.close()
+    t_final = time.perf_counter() - t0
+
+    rows = [{"setting": setting, "method": m, "seed": r["seed"], "usable": r["usable"],
+             **r.get("metrics", {})}
+            for m, v in study["methods"].items() if m not in REFERENCES for r in v["runs"]]
+    study["ranking"] = ({"retdev": rank_methods(rows, "retdev", seeds=seeds),
+                         "indisc": rank_methods(rows, "indisc_test", seeds=seeds)}
+                        if rows else {})
+    from jaxmu.io import provenance as _prov
+
+    study["provenance"] = _prov()
+    study["timings"] = {"search_s": t_search, "final_s": t_final,
+                        "total_s": time.perf_counter() - t_start}
+    write_json(out / "study.json", study)
+    if report:
+        from jaxmu.report import write_report
+
+        study["report"] = str(write_report(study, out / "report"))
+    log(f"study {setting}: {len(methods)} methods, {trials} trials x {len(search_seeds)} "
+        f"search seeds, {seeds} final seeds in {study['timings']['total_s']:.0f} s "
+        f"(search {t_search:.0f} s, final runs {t_final:.0f} s) -> {out}")
+    return study
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(progress: bool, total: int, desc: str):
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc)

@@ -1,0 +1,215 @@
+"""Sweep studies: traced hyperparameters, trials, resume after a kill, two workers, and the
+whole benchmark on a tiny digits setting."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import optuna
+import pytest
+from _sweep_task import MODEL, RECIPE, splits, task
+
+from jaxmu.methods import get_method
+from jaxmu.sweep import (
+    FAST_COMPILE,
+    completed,
+    dynamic_names,
+    open_storage,
+    run_benchmark,
+    run_study,
+    run_trial,
+    storage_url,
+    suggest_hparams,
+    traceable_names,
+)
+
+WORKER = str(Path(__file__).with_name("_sweep_task.py"))
+SMALL = {"epochs": 1, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny_task():
+    return task(0)
+
+
+# Methods whose builders take a traced value through a path fixed for it (saliency masks,
+# pruning counts, temperatures, deviations, confusion fractions); rni keeps noise_ratio
+# static (it sets a number of layers).
+TRACED = ["ft", "msg", "salun", "prmq", "cfw", "sftc", "scrub", "activation_pruning", "rni"]
+
+
+@pytest.mark.parametrize("name", TRACED)
+def test_traced_hyperparameters_match_the_static_program(name, tiny_task):
+    hp = {k: v for k, v in SMALL.items() if k in get_method(name).hp}
+    for k in ("retain_epochs", "fine_epochs", "reset_epochs", "msteps", "forget_epochs"):
+        if k in get_method(name).hp:
+            hp[k] = 1
+    method = get_method(name, **hp).bind(MODEL)
+    args = (*tiny_task.original, tiny_task.splits, jax.random.key(3))
+    names = traceable_names(method, args)
+    assert names and set(names) <= set(dynamic_names(method.definition))
+    if name == "rni":
+        assert "noise_ratio" not in names and "lr" in names
+    values = {k: np.float32(method.hp[k]) for k in names}
+    got = jax.jit(method.dynamic_fn(names), compiler_options=FAST_COMPILE)(*args, values)
+    want = jax.jit(method.fn, compiler_options=FAST_COMPILE)(*args)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def test_dynamic_fn_bad_names():
+    m = get_method("ft").bind(MODEL)
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        m.dynamic_fn(["nope"])
+    with pytest.raises(ValueError, match="not bound"):
+        get_method("ft").dynamic_fn(["lr"])
+
+
+def test_run_trial_reuses_the_program_across_learning_rates(tiny_task):
+    a = run_trial(tiny_task, "ft", {**SMALL, "lr": 1e-3})
+    b = run_trial(tiny_task, "ft", {**SMALL, "lr": 1e-1})
+    assert b["compile_seconds"] == 0.0
+    assert a["values"] != b["values"] or a["metrics"]["ra"] != b["metrics"]["ra"]
+    assert len(a["values"]) == 4 and all(v >= 0 for v in a["values"])
+    # Same hyperparameters -> identical objective (deterministic key per seed).
+    assert run_trial(tiny_task, "ft", {**SMALL, "lr": 1e-3})["values"] == a["values"]
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        run_trial(tiny_task, "ft", {**SMALL, "lr": -1.0})
+
+
+def test_suggest_hparams_covers_the_space_and_clean_drops_dead():
+    d = get_method("scrub").definition
+    study = optuna.create_study(directions=["minimize"] * 4)
+    hp = suggest_hparams(d, study.ask(), e_max=3)
+    assert set(hp) == set(d.space)
+    assert 1 <= hp["epochs"] <= 3 and hp["momentum"] == 0.9 if "momentum" in hp else True
+    dead = {n for n, h in d.space.items() if h.dead}
+    assert dead and not dead & set(suggest_hparams(d, study.ask(), 3, clean=True))
+
+
+def test_storage_url(tmp_path):
+    assert storage_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert storage_url(tmp_path / "a" / "s.db") == f"sqlite:///{tmp_path / 'a' / 's.db'}"
+
+
+def test_study_counts_complete_trials_and_records_attrs(tmp_path, tiny_task):
+    study = run_study(tiny_task, "ft", n_trials=3, storage=tmp_path / "s.db",
+                      population_size=4)
+    done = completed(study)
+    assert len(done) == 3 and [t.number for t in done] == [0, 1, 2]
+    t = done[0]
+    assert len(t.values) == 4 and {"ra", "fa", "va", "mia_val", "run_seconds"} <= set(
+        t.user_attrs)
+    assert 1 <= t.params["epochs"] <= 2  # E_max = ceil(0.2 * 10)
+    # Resuming a finished study runs nothing.
+    again = run_study(tiny_task, "ft", n_trials=3, storage=tmp_path / "s.db",
+                      population_size=4)
+    assert len(again.trials) == 3
+    with pytest.raises(ValueError, match="n_trials"):
+        run_study(tiny_task, "ft", n_trials=0, storage=tmp_path / "s.db")
+    with pytest.raises(ValueError, match="unknown method"):
+        run_study(tiny_task, "nope", n_trials=1, storage=tmp_path / "s.db")
+
+
+def test_failed_trial_returns_inf(tmp_path, tiny_task, monkeypatch):
+    from jaxmu.sweep import _study
+
+    def boom(*a, **kw):
+        raise FloatingPointError("diverged")
+
+    monkeypatch.setattr(_study, "run_trial", boom)
+    study = run_study(tiny_task, "ft", n_trials=1, storage=tmp_path / "f.db")
+    (t,) = completed(study)
+    assert t.values == [math.inf] * 4 and "diverged" in t.user_attrs["error"]
+
+
+def _worker(storage, cache, n, mode=""):
+    return subprocess.Popen([sys.executable, WORKER, str(storage), str(cache), str(n), mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _load(storage):
+    s = open_storage(storage, heartbeat_s=1, grace_s=2)
+    (summary,) = optuna.get_all_study_summaries(s)
+    return optuna.load_study(study_name=summary.study_name, storage=s)
+
+
+def test_study_resumes_after_kills_without_losing_or_repeating_trials(tmp_path):
+    db, cache = tmp_path / "study.db", tmp_path / "cache"
+    p = _worker(db, cache, 5, "kill-in-trial-3")  # killed inside its 3rd trial
+    p.communicate(timeout=600)
+    assert p.returncode == -9
+    first = {t.number: (t.params, t.values) for t in completed(_load(db))}
+    assert sorted(first) == [0, 1]
+    time.sleep(3)  # the dead trial's heartbeat expires (grace 2 s)
+    p = _worker(db, cache, 5)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out.decode()[-2000:]
+    study = _load(db)
+    done = completed(study)
+    assert len(done) == 5
+    # Trials completed before the kills are kept unchanged, never re-run.
+    assert {n: (t.params, t.values) for t in done for n in [t.number] if n in first} == first
+    # The trial killed mid-run was marked failed and retried with the same parameters.
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1
+    retried = [t for t in done if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retried) == 1 and retried[0].params == failed[0].params
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    db, cache = tmp_path / "study.db", tmp_path / "cache"
+    task(0, cache)  # O and R cached before the workers start
+    procs = [_worker(db, cache, 6) for _ in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out.decode()[-2000:]
+    done = completed(_load(db))
+    numbers = [t.number for t in done]
+    assert 6 <= len(done) <= 7 and len(set(numbers)) == len(numbers)
+
+
+def test_benchmark_end_to_end_and_resume(tmp_path):
+    s = splits()
+    ds = s.pool
+    out = tmp_path / "bench"
+    kw = dict(methods=["ft", "ng"], trials=2, search_seeds=[0], seeds=2,
+              cache_dir=str(tmp_path / "cache"), classifier_mias=False, population_size=4,
+              progress=False, log=lambda s: None)
+    study = run_benchmark(ds, MODEL, s, RECIPE, out, **kw)
+    for f in ("config.json", "study.db", "best_hparams.json", "study.json",
+              "runs/ft/seed0.json", "runs/ng/seed1.json", "runs/retrain/seed1.json",
+              "report/report.md", "report/results.csv"):
+        assert (out / f).exists(), f
+    assert set(study["methods"]) == {"original", "retrain", "ft", "ng"}
+    ft = study["methods"]["ft"]
+    assert ft["search"]["n_trials"] == 2 and ft["hparams"]["epochs"] in (1, 2)
+    assert {r["seed"] for r in ft["runs"]} == {0, 1}
+    assert study["methods"]["retrain"]["summary"]["retdev"]["value"] == 0.0
+    assert {t["method"] for t in study["ranking"]["retdev"]} == {"ft", "ng"}
+    best = json.loads((out / "best_hparams.json").read_text())
+    assert best["ft"]["hparams"] == ft["hparams"]
+    # Resume: nothing recomputed (same run files, same trials), same numbers.
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
+    again = run_benchmark(ds, MODEL, s, RECIPE, out, **kw)
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")} == mtimes
+    assert len(_trials_in(out / "study.db")) == 4
+    assert again["methods"]["ft"]["summary"] == ft["summary"]
+    with pytest.raises(ValueError, match="unknown method"):
+        run_benchmark(ds, MODEL, s, RECIPE, tmp_path / "x", **{**kw, "methods": ["zz"]})
+    with pytest.raises(ValueError, match="trials"):
+        run_benchmark(ds, MODEL, s, RECIPE, tmp_path / "x", **{**kw, "trials": 0})
+    assert not (tmp_path / "x").exists()
+
+
+def _trials_in(db):
+    s = open_storage(db)
+    return [t for summary in optuna.get_all_study_summaries(s)
+            for t in optuna.load_study(study_name=summary.study_name, storage=s).trials]
