@@ -98,6 +98,16 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
                    help="drop the reference's dead search dimensions")
     b.add_argument("--population-size", type=int, default=50,
                    help="NSGA-III generation size (Optuna default 50)")
+    d = p.add_argument_group("deletion scenarios (survey paper 003: exact vs approximate)")
+    d.add_argument("--deletion-ratios", default=None, metavar="R1,R2,...",
+                   help="deletion-ratio sweep over these forget fractions, e.g. 0.01,0.1,0.5")
+    d.add_argument("--sequential-requests", type=int, default=None, metavar="N",
+                   help="N deletion requests applied one after another")
+    d.add_argument("--request-size", type=float, default=0.05,
+                   help="rows per request: a count (>= 1) or a fraction of train (< 1)")
+    d.add_argument("--compare-methods", default=None, metavar="A,B,...",
+                   help="methods compared with retrain (default: --method and sisa)")
+    d.add_argument("--sisa-shards", type=int, default=5, help="SISA shards (default 5)")
     return p
 
 
@@ -124,6 +134,31 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UsageError(f"--forget-sets must be >= 1, got {a.forget_sets}")
     if a.strategy == "chunked" and not (a.chunk and a.chunk >= 1):
         raise UsageError("--strategy chunked needs --chunk >= 1")
+    scenario = a.deletion_ratios is not None or a.sequential_requests is not None
+    if scenario and (a.benchmark or a.eval != "single"):
+        raise UsageError("deletion scenarios cannot be combined with --benchmark or --eval")
+    if a.deletion_ratios is not None:
+        from jaxmu.scenarios import check_ratios
+
+        if a.forget_scenario != "random":
+            raise UsageError("--deletion-ratios needs --forget-scenario random")
+        try:
+            check_ratios(_floats(a.deletion_ratios))
+        except ValueError as e:
+            raise UsageError(f"--deletion-ratios: {e}") from None
+    if a.sequential_requests is not None and a.sequential_requests < 1:
+        raise UsageError(f"--sequential-requests must be >= 1, got {a.sequential_requests}")
+    if scenario:
+        from jaxmu.scenarios import check_methods
+
+        if a.sisa_shards < 1:
+            raise UsageError(f"--sisa-shards must be >= 1, got {a.sisa_shards}")
+        if not a.request_size > 0:
+            raise UsageError(f"--request-size must be > 0, got {a.request_size}")
+        try:
+            check_methods(_compare_methods(a))
+        except ValueError as e:
+            raise UsageError(f"--compare-methods: {e}") from None
     if a.benchmark:
         if a.eval != "single":
             raise UsageError("--benchmark cannot be combined with --eval")
@@ -135,6 +170,61 @@ def _check_args(a: argparse.Namespace) -> None:
             if getattr(a, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, "
                                  f"got {getattr(a, name)}")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _compare_methods(a: argparse.Namespace) -> list[str]:
+    if a.compare_methods:
+        return [m.strip() for m in a.compare_methods.split(",") if m.strip()]
+    return [a.method, "sisa"] if a.method != "sisa" else ["sisa"]
+
+
+def run_scenario(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
+    """``--deletion-ratios`` / ``--sequential-requests``: exact vs approximate unlearning
+    over deletion sizes or request sequences; JSON to OUT/<dataset>/deletion_*_seed<s>.json."""
+    from jaxmu.data import DataNotFoundError, load_dataset
+    from jaxmu.io import provenance, write_json
+    from jaxmu.models import get_model
+    from jaxmu.scenarios import default_sisa_config, deletion_ratio_sweep, sequential_deletion
+    from jaxmu.train import TrainConfig
+
+    try:
+        ds = load_dataset(dataset, a.data_dir)
+    except DataNotFoundError as e:
+        raise UsageError(str(e)) from None
+    model = get_model(a.model, ds.pool.num_classes, ds.pool.image_shape)
+    recipe = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                         augment=dataset != "digits")
+    kw = dict(seed=a.seed, config=recipe, split_seed=a.split_seed, val_fraction=a.val_fraction,
+              sisa_config=default_sisa_config(recipe, a.sisa_shards),
+              cache_dir=a.cache_dir or None, progress=not a.quiet)
+    from jaxmu.methods import get_method, parse_hp
+
+    try:  # --hp applies to --method
+        hp = parse_hp(a.hp)
+        methods = [get_method(m, **hp) if m == a.method and hp and m not in ("retrain", "sisa")
+                   else m for m in _compare_methods(a)]
+        if a.deletion_ratios is not None:
+            res, kind = deletion_ratio_sweep(ds, model, methods, _floats(a.deletion_ratios),
+                                             **kw), "sweep"
+        else:
+            size = a.request_size if a.request_size < 1 else int(a.request_size)
+            res, kind = sequential_deletion(ds, model, methods, a.sequential_requests, size,
+                                            **kw), "sequential"
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    res = {"experiment": dataset, "scenario": kind, "cli": vars(a), **res,
+           "provenance": provenance()}
+    out = Path(a.out) / dataset / f"deletion_{kind}_seed{a.seed}.json"
+    write_json(out, res)
+    res["_path"] = str(out)
+    return res
 
 
 def _methods(a: argparse.Namespace) -> list[str]:
@@ -316,6 +406,21 @@ def _population_eval(a, model, splits, original, method, recipe, cache, progress
                           cache_dir=cache, progress=progress)
 
 
+def _print_scenario(res: dict[str, Any]) -> None:
+    rows = res["table"]
+    keys = [k for k in rows[0] if k != "method"] if rows else []
+    print(f"{res['experiment']}: deletion {res['scenario']} ({', '.join(res['methods'])})"
+          if "methods" in res else f"{res['experiment']}: deletion {res['scenario']}")
+    print(" ".join(f"{k:>10}" for k in ["method", *keys]))
+    for r in rows:
+        print(" ".join(f"{_fmt(r[k]) if isinstance(r[k], float) else str(r[k]):>10}"
+                       for k in ["method", *keys]))
+    if "crossover" in res:
+        print("crossover (smallest ratio where retraining is cheaper): "
+              + ", ".join(f"{k}: {v}" for k, v in res["crossover"].items()))
+    print(f"wrote {res['_path']}")
+
+
 def _population_summary(record: dict[str, Any]) -> str:
     if "fscore" in record:
         f = record["fscore"]
@@ -345,6 +450,10 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
                 print(f"{n:<20} {get_method(n).definition.summary}")
             return 0
         _check_args(a)
+        if a.deletion_ratios is not None or a.sequential_requests is not None:
+            res = run_scenario(a, dataset)
+            _print_scenario(res)
+            return 0
         if a.benchmark:
             study = run_benchmark(a, dataset)
             print(f"report: {study.get('report', '(not written)')}")

@@ -4,7 +4,21 @@ Curated public API; submodules (``jaxmu.data``, ``jaxmu.models``, ``jaxmu.train`
 ``jaxmu.metrics``, ``jaxmu.io``, ...) hold the rest.
 """
 
-from jaxmu import data, io, losses, methods, metrics, models, population, stages, train, transforms
+from jaxmu import (
+    data,
+    io,
+    losses,
+    methods,
+    metrics,
+    models,
+    population,
+    report,
+    scenarios,
+    stages,
+    sweep,
+    train,
+    transforms,
+)
 from jaxmu._evaluate import evaluate
 from jaxmu.data import Dataset, load_dataset, random_splits, scenario_splits
 from jaxmu.methods import Method, get_method, list_methods
@@ -39,9 +53,12 @@ __all__ = [
     "population",
     "predict",
     "random_splits",
+    "report",
     "scenario_splits",
+    "scenarios",
     "split_accuracies",
     "stages",
+    "sweep",
     "train",
     "transforms",
 ]

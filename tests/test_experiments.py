@@ -21,6 +21,17 @@ FAST = ["--epochs", "2", "--no-mia", "--quiet", "--cache-dir", ""]
     ["--method", "ft", "--hp", "noequals"],
     ["--forget-scenario", "weird"],
     ["--epochs", "0"],
+    ["--benchmark", "--methods", "ft,nope"],
+    ["--benchmark", "--trials", "0"],
+    ["--benchmark", "--seeds", "0"],
+    ["--benchmark", "--eval", "fscore"],
+    ["--deletion-ratios", "0.1,1.5"],
+    ["--deletion-ratios", "0.1,x"],
+    ["--deletion-ratios", "0.1", "--forget-scenario", "classwise:3"],
+    ["--deletion-ratios", "0.1", "--compare-methods", "ft,nope"],
+    ["--sequential-requests", "0"],
+    ["--sequential-requests", "2", "--request-size", "-1"],
+    ["--sequential-requests", "2", "--benchmark"],
 ])
 def test_bad_arguments_exit_2_with_one_line(args, capsys, tmp_path):
     assert main("digits", args + ["--out", str(tmp_path)]) == 2
@@ -55,3 +66,15 @@ def test_digits_run_is_reproducible(tmp_path, capsys):
     assert rec["seed"] == 0 and rec["hparams"]["epochs"] == 1
     assert 0 <= rec["metrics"]["fa"] <= 1 and rec["timings"]["unlearned_s"] > 0
 
+
+
+def test_deletion_ratio_cli(tmp_path, capsys):
+    args = ["--deletion-ratios", "0.05,0.2", "--compare-methods", "ft", "--hp", "epochs=1",
+            "--method", "ft", "--out", str(tmp_path)] + FAST
+    assert main("digits", args) == 0
+    rec = json.loads((tmp_path / "digits" / "deletion_sweep_seed0.json").read_text())
+    assert [r["method"] for r in rec["table"]] == ["retrain", "ft", "retrain", "ft"]
+    assert [r["ratio"] for r in rec["table"]] == [0.05, 0.05, 0.2, 0.2]
+    assert rec["table"][0]["retdev"] == 0.0 and rec["table"][1]["cost_s"] > 0
+    out = capsys.readouterr().out
+    assert "crossover" in out and "deletion_sweep_seed0.json" in out
