@@ -1,6 +1,6 @@
-"""Stages: loops (finetune, sequence, repeat) and probes writing to ``aux``."""
+"""Stages: loops (finetune, sequence, repeat, best_of) and probes writing to ``aux``."""
 
-from jaxmu.stages._loops import adam, finetune, lr_multiplier, repeat, sequence, sgd
+from jaxmu.stages._loops import adam, best_of, finetune, lr_multiplier, repeat, sequence, sgd
 from jaxmu.stages._probes import (
     accumulate_gradients,
     activation_means,
@@ -12,6 +12,7 @@ __all__ = [
     "accumulate_gradients",
     "activation_means",
     "adam",
+    "best_of",
     "class_weights",
     "finetune",
     "lr_multiplier",

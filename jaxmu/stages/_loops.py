@@ -74,6 +74,52 @@ def repeat(stage: Stage, times: int) -> Stage:
     return run
 
 
+def best_of(stage: Stage, times: int, score: Callable[[UnlearnState, Splits], Any], *,
+            include_start: bool = True, name: str = "best_of") -> Stage:
+    """Runs ``stage`` ``times`` times and keeps the candidate with the lowest score.
+
+    Candidates are the state after each run (and the starting state when
+    ``include_start``); ``score(state, splits)`` maps one to a scalar. The selection is a
+    ``lax.scan`` carrying the best ``(params, model_state)`` with ``jnp.where`` (constant
+    memory, no Python control flow, so it jits and vmaps); ties go to the earliest
+    candidate; NaN scores never win. The returned state continues from the last run's aux
+    and optimizer-free state but holds the best params and model state, with
+    ``aux[f"{name}_index"]`` (0 = the start, i = after run i) and ``aux[f"{name}_scores"]``.
+    ``stage`` must keep the structure of ``aux`` (write aux before ``best_of``, e.g. a
+    snapshot). SCRUB's selection (methods-spec §5.7) needs a target known only after the
+    last epoch, so it replays the trajectory instead (see :func:`jaxmu.methods.scrub`).
+
+    References:
+        design.md §3 (stages); methods-spec §5.7 (checkpoint selection).
+    """
+    if int(times) != times or times < 1:
+        raise ValueError(f"times must be a positive integer, got {times}")
+
+    def run(state: UnlearnState, splits: Splits, key) -> UnlearnState:
+        s0 = jnp.asarray(score(state, splits), jnp.float32) if include_start else jnp.float32(
+            jnp.inf)
+        s0 = jnp.where(jnp.isnan(s0), jnp.inf, s0)
+
+        def body(carry, i):
+            cur, best, best_s, best_i = carry
+            cur = stage(cur, splits, jax.random.fold_in(key, i))
+            sc = jnp.asarray(score(cur, splits), jnp.float32)
+            better = sc < best_s  # False for NaN: NaN never wins, ties keep the earlier one
+            best = jax.tree.map(lambda a, b: jnp.where(better, a, b),
+                                (cur.params, cur.model_state), best)
+            return (cur, best, jnp.where(better, sc, best_s),
+                    jnp.where(better, i + 1, best_i)), sc
+
+        start = (state, (state.params, state.model_state), s0, jnp.int32(0))
+        (cur, best, _, best_i), scores = jax.lax.scan(body, start, jnp.arange(times))
+        all_scores = jnp.concatenate([s0[None] if include_start else jnp.full((1,), jnp.nan),
+                                      scores])
+        return cur.replace(params=best[0], model_state=best[1]).with_aux(
+            **{f"{name}_index": best_i, f"{name}_scores": all_scores})
+
+    return run
+
+
 def _batch(splits: Splits, idx, key, augment, relabel_forget):
     x, y = load_batch(splits.pool, idx, key, augment_data=augment)
     is_f = splits.forget[idx].astype(jnp.float32)

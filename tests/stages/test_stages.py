@@ -14,6 +14,7 @@ from _helpers import assert_tree_bitwise_equal, digits_subset_splits
 from jaxmu import losses as L
 from jaxmu.models import classifier, mlp, small_cnn
 from jaxmu.stages import (
+    best_of,
     accumulate_gradients,
     activation_means,
     adam,
@@ -95,6 +96,54 @@ def test_repeat_runs_n_times_with_distinct_keys(mlp_state, splits):
     expect = sum(float(jax.random.uniform(jax.random.fold_in(jax.random.key(2), i)))
                  for i in range(3))
     assert float(out.aux["s"]) == pytest.approx(expect, rel=1e-6)
+
+
+def _bump(st, sp, k):
+    return st.replace(params=jax.tree.map(lambda a: a + 1.0, st.params))
+
+
+def _dist_to(target):
+    """Score: |head bias[0] - target| (a known function of the number of bumps)."""
+    return lambda st, sp: jnp.abs(st.params["head"]["bias"][0] - target)
+
+
+@pytest.mark.parametrize("target_bumps, include_start, want_index", [
+    (2, True, 2), (0, True, 0), (0, False, 1), (9, True, 4)])
+def test_best_of_keeps_the_lowest_score(mlp_state, splits, target_bumps, include_start,
+                                        want_index):
+    b0 = float(mlp_state.params["head"]["bias"][0])
+    stage = best_of(_bump, 4, _dist_to(b0 + target_bumps), include_start=include_start)
+    out = _run(stage, mlp_state, splits)
+    assert int(out.aux["best_of_index"]) == want_index
+    np.testing.assert_allclose(out.params["head"]["bias"],
+                               mlp_state.params["head"]["bias"] + want_index, rtol=1e-6)
+    scores = np.asarray(out.aux["best_of_scores"])
+    assert scores.shape == (5,) and np.isnan(scores[0]) == (not include_start)
+    np.testing.assert_allclose(scores[1:], [abs(i - target_bumps) for i in range(1, 5)],
+                               atol=1e-5)
+
+
+def test_best_of_ties_go_to_the_earliest_and_nan_never_wins(mlp_state, splits):
+    out = _run(best_of(_bump, 3, lambda st, sp: jnp.float32(1.0)), mlp_state, splits)
+    assert int(out.aux["best_of_index"]) == 0
+    nan_after_start = lambda st, sp: jnp.where(  # noqa: E731
+        st.params["head"]["bias"][0] > mlp_state.params["head"]["bias"][0] + 2.5, 0.0, jnp.nan)
+    out = _run(best_of(_bump, 3, nan_after_start, include_start=False), mlp_state, splits)
+    assert int(out.aux["best_of_index"]) == 3
+    with pytest.raises(ValueError, match="times must be a positive integer"):
+        best_of(_bump, 0, _dist_to(0.0))
+
+
+def test_best_of_vmaps(mlp_state, splits):
+    b0 = float(mlp_state.params["head"]["bias"][0])
+    targets = jnp.array([1.0, 3.0])
+
+    def one(t):
+        st = best_of(_bump, 4, lambda s, sp: jnp.abs(s.params["head"]["bias"][0] - b0 - t))(
+            mlp_state, splits, jax.random.key(0))
+        return st.aux["best_of_index"]
+
+    np.testing.assert_array_equal(jax.jit(jax.vmap(one))(targets), [1, 3])
 
 
 def test_snapshot(mlp_state, splits):

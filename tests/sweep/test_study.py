@@ -43,9 +43,11 @@ def tiny_task():
 # pruning counts, temperatures, deviations, confusion fractions); rni keeps noise_ratio
 # static (it sets a number of layers).
 TRACED = ["ft", "msg", "salun", "prmq", "cfw", "sftc", "scrub", "activation_pruning", "rni"]
+TRACED_BY_DEFAULT = {"ft", "msg", "rni"}  # the rest: pytest -m slow
 
 
-@pytest.mark.parametrize("name", TRACED)
+@pytest.mark.parametrize("name", [n if n in TRACED_BY_DEFAULT else
+                                  pytest.param(n, marks=pytest.mark.slow) for n in TRACED])
 def test_traced_hyperparameters_match_the_static_program(name, tiny_task):
     hp = {k: v for k, v in SMALL.items() if k in get_method(name).hp}
     for k in ("retain_epochs", "fine_epochs", "reset_epochs", "msteps", "forget_epochs"):
