@@ -14,10 +14,10 @@ from _helpers import assert_tree_bitwise_equal, digits_subset_splits
 from jaxmu import losses as L
 from jaxmu.models import classifier, mlp, small_cnn
 from jaxmu.stages import (
-    best_of,
     accumulate_gradients,
     activation_means,
     adam,
+    best_of,
     class_weights,
     finetune,
     lr_multiplier,
