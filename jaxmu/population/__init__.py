@@ -4,6 +4,7 @@ References:
     design.md §4.
 """
 
+from jaxmu.population._memory import chunk_for_budget, max_models, model_bytes
 from jaxmu.population._pipelines import (
     ULiRADesign,
     cached_fit_population,
@@ -41,11 +42,14 @@ __all__ = [
     "ulira_pipeline",
     "auto_strategy",
     "balanced_masks",
+    "chunk_for_budget",
     "fit_population",
     "has_conv",
     "init_population",
     "map_models",
+    "max_models",
     "merge_blocks",
+    "model_bytes",
     "model_keys",
     "predict_population",
     "resolve_strategy",
