@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import methods, train_step
+from benchmarks import deletion, fscore_pipeline, methods, train_step
 
 
 def _last_json(capsys) -> dict:
@@ -76,10 +76,27 @@ def test_methods_quick_json(capsys, tmp_path):
     (methods.main, ["--epochs", "x"]),
     (methods.main, ["--min-time", "-1"]),
     (methods.main, ["--retrain-repeats", "0"]),
+    (fscore_pipeline.main, ["--models", "1"]),
+    (fscore_pipeline.main, ["--method", "nope"]),
+    (fscore_pipeline.main, ["--epochs", "0"]),
+    (deletion.main, ["--ratios", "0.1,1.5"]),
+    (deletion.main, ["--methods", "ft,nope"]),
 ])
 def test_bad_arguments_exit_2(main, argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "error" in err
+
+
+def test_fscore_pipeline_tiny_json(capsys):
+    assert fscore_pipeline.main(["--models", "2", "--epochs", "1", "--method", "ft",
+                                 "--json"]) == 0
+    res = _last_json(capsys)
+    assert res["num_models"] == 2 and res["method"] == "ft"
+    assert 0.0 <= res["forget_quality"] <= 1.0
+    assert all(_positive(v) for k, v in res["timings_s"].items() if k != "scoring_and_rest")
+    assert _positive(res["total_over_target"])
