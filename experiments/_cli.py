@@ -98,6 +98,8 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
                    help="drop the reference's dead search dimensions")
     b.add_argument("--population-size", type=int, default=50,
                    help="NSGA-III generation size (Optuna default 50)")
+    b.add_argument("--trial-batch", type=int, default=1,
+                   help="trials evaluated at once, vmapped where their structure agrees")
     d = p.add_argument_group("deletion scenarios (survey paper 003: exact vs approximate)")
     d.add_argument("--deletion-ratios", default=None, metavar="R1,R2,...",
                    help="deletion-ratio sweep over these forget fractions, e.g. 0.01,0.1,0.5")
@@ -166,7 +168,7 @@ def _check_args(a: argparse.Namespace) -> None:
             if m not in list_methods():
                 raise UsageError(f"unknown method {m!r} in --methods; valid: "
                                  f"{', '.join(list_methods())}")
-        for name in ("trials", "search_seeds", "seeds", "population_size"):
+        for name in ("trials", "search_seeds", "seeds", "population_size", "trial_batch"):
             if getattr(a, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, "
                                  f"got {getattr(a, name)}")
@@ -375,13 +377,14 @@ def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     run_command = f"python -m experiments.{dataset} {setting}{mia}"
     command = (f"{run_command} --benchmark --methods {','.join(methods)} --trials {a.trials} "
                f"--search-seeds {a.search_seeds} --seeds {a.seeds} --population-size "
-               f"{a.population_size}" + (" --clean" if a.clean else ""))
+               f"{a.population_size} --trial-batch {a.trial_batch}"
+               + (" --clean" if a.clean else ""))
     return _run(ds.pool, model, splits, recipe, out, methods=methods, command=command,
                 run_command=run_command,
                 trials=a.trials, search_seeds=range(a.search_seeds), seeds=a.seeds,
                 storage=a.storage, cache_dir=a.cache_dir or None, clean=a.clean,
                 classifier_mias=not a.no_mia, population_size=a.population_size,
-                progress=not a.quiet)
+                trial_batch=a.trial_batch, progress=not a.quiet)
 
 
 def _population_eval(a, model, splits, original, method, recipe, cache, progress):

@@ -24,6 +24,7 @@ FAST = ["--epochs", "2", "--no-mia", "--quiet", "--cache-dir", ""]
     ["--benchmark", "--methods", "ft,nope"],
     ["--benchmark", "--trials", "0"],
     ["--benchmark", "--seeds", "0"],
+    ["--benchmark", "--trial-batch", "0"],
     ["--benchmark", "--eval", "fscore"],
     ["--deletion-ratios", "0.1,1.5"],
     ["--deletion-ratios", "0.1,x"],

@@ -172,6 +172,7 @@ def run_benchmark(
     clean: bool = False,
     classifier_mias: bool = True,
     population_size: int = 50,
+    trial_batch: int = 1,
     fast_compile: bool = True,
     progress: bool = True,
     report: bool = True,
@@ -202,6 +203,8 @@ def run_benchmark(
         cache_dir: cache of O and R (see :func:`jaxmu.io.cached_fit`).
         clean: drop dead search dimensions. classifier_mias: also run the classifier and
             four-feature MIAs in the final runs. population_size: NSGA-III generation size.
+        trial_batch: trials evaluated together, as one vmapped population where their
+            structural settings agree (:func:`jaxmu.sweep.run_trials`).
         fast_compile: compile trial programs with fewer XLA passes (final runs never do).
         progress: tqdm bars. report: write the report directory. log: status lines.
         command, run_command: the study's command line and the single-run command of this
@@ -235,6 +238,7 @@ def run_benchmark(
               "seeds": seeds, "e_max": e_max(recipe.epochs), "recipe": recipe.to_dict(),
               "splits": splits.sizes(), "clean": clean, "population_size": population_size,
               "classifier_mias": classifier_mias, "fast_compile": fast_compile,
+              "trial_batch": trial_batch,
               "storage": storage or str(out / "study.db"), "command": command,
               "run_command": run_command}
     write_json(out / "config.json", {**config, "provenance": provenance()})
@@ -261,7 +265,8 @@ def run_benchmark(
             studies.append((run_study(task(s), m, n_trials=trials, storage=store,
                                       name=study_name(setting, m, s, clean), clean=clean,
                                       fast_compile=fast_compile,
-                                      population_size=population_size, progress=progress),
+                                      population_size=population_size, batch=trial_batch,
+                                      progress=progress),
                             s))
             bar.update(1)
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 import traceback
 import warnings
@@ -168,8 +169,6 @@ def run_trial(task: SweepTask, method_name: str, hparams: Mapping[str, Any], *,
     Raises:
         ValueError: on bad hyperparameters (from :func:`jaxmu.methods.get_method`).
     """
-    from jaxmu import evaluate
-
     method = get_method(method_name, **hparams).bind(task.model)
     _ = method.stage  # range checks on concrete values
     args = (*task.original, task.splits, method_key(task.seed))
@@ -177,6 +176,13 @@ def run_trial(task: SweepTask, method_name: str, hparams: Mapping[str, Any], *,
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(*args, values))
     t_run = time.perf_counter() - t0
+    return _score(task, out, t_run, t_compile, classifier_mias)
+
+
+def _score(task: SweepTask, out, t_run: float, t_compile: float,
+           classifier_mias: bool = False) -> dict[str, Any]:
+    from jaxmu import evaluate
+
     timings = {"run_seconds": t_run, "compile_seconds": t_compile}
     if math.isfinite(task.reference_seconds):
         timings["reference_seconds"] = task.reference_seconds
@@ -187,6 +193,72 @@ def run_trial(task: SweepTask, method_name: str, hparams: Mapping[str, Any], *,
         metrics["retdev"] = retdev(*(retention(metrics[k], r[k]) for k in ("ra", "fa", "ta")))
     return {"values": objective_values(metrics, r), "metrics": metrics,
             "run_seconds": t_run, "compile_seconds": t_compile, "unlearned": out}
+
+
+def run_trials(task: SweepTask, method_name: str, hparams: Sequence[Mapping[str, Any]], *,
+               width: int | None = None, fast_compile: bool = True
+               ) -> list[dict[str, Any] | Exception]:
+    """Several trials at once: those sharing a structural setting run as one population.
+
+    Trials whose hyperparameters differ only in traced ones (:func:`traceable_names`) are
+    one ``jax.vmap`` of :meth:`jaxmu.Method.dynamic_fn` over the stacked values, padded to
+    ``width`` models (default ``len(hparams)``) so every batch reuses one program per
+    structural setting; the others run one by one (:func:`run_trial`). Each trial is scored
+    as in :func:`run_trial`; a vmapped group's run time is split evenly over its trials.
+
+    Returns:
+        One entry per trial, in order: :func:`run_trial`'s dict, or the exception a bad
+        combination raised (other trials are unaffected).
+    """
+    width = int(width or len(hparams))
+    if width < len(hparams):
+        raise ValueError(f"width {width} < number of trials {len(hparams)}")
+    results: list[dict[str, Any] | Exception | None] = [None] * len(hparams)
+    groups: dict[Any, list[tuple[int, Any]]] = {}
+    args = (*task.original, task.splits, method_key(task.seed))
+    for i, hp in enumerate(hparams):
+        try:
+            m = get_method(method_name, **hp).bind(task.model)
+            _ = m.stage  # range checks on concrete values
+        except Exception as e:  # noqa: BLE001 - reported per trial
+            results[i] = e
+            continue
+        dyn = traceable_names(m, args)
+        static = tuple((k, v) for k, v in sorted(m.hp.items()) if k not in dyn)
+        groups.setdefault(static if dyn else ("trial", i), []).append((i, m))
+    opts = FAST_COMPILE if fast_compile else None
+    for members in groups.values():
+        if len(members) == 1:
+            i, m = members[0]
+            try:
+                results[i] = run_trial(task, method_name, m.hp, fast_compile=fast_compile)
+            except Exception as e:  # noqa: BLE001
+                results[i] = e
+            continue
+        m0 = members[0][1]
+        dyn = traceable_names(m0, args)
+        padded = [m for _, m in members] + [members[-1][1]] * (width - len(members))
+        values = {k: np.array([m.hp[k] for m in padded], np.float32) for k in dyn}
+        shapes = tuple((np.shape(x), str(x.dtype)) for x in jax.tree.leaves(args))
+        key = ("vmap", width, m0.definition.name, m0.model,
+               tuple((k, v) for k, v in sorted(m0.hp.items()) if k not in dyn), dyn,
+               fast_compile, jax.tree.structure(args), shapes)
+        t_compile = 0.0
+        if key not in _COMPILED:
+            t0 = time.perf_counter()
+            fn = jax.vmap(m0.dynamic_fn(dyn), in_axes=(None, None, None, None, 0))
+            _COMPILED[key] = jax.jit(fn, compiler_options=opts).lower(*args, values).compile()
+            t_compile = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(_COMPILED[key](*args, values))
+        t_run = (time.perf_counter() - t0) / len(members)
+        for j, (i, _) in enumerate(members):
+            try:
+                results[i] = _score(task, jax.tree.map(lambda a, j=j: a[j], out), t_run,
+                                    t_compile / len(members))
+            except Exception as e:  # noqa: BLE001
+                results[i] = e
+    return results  # type: ignore[return-value]
 
 
 def make_objective(task: SweepTask, method_name: str, *, clean: bool = False,
@@ -204,17 +276,53 @@ def make_objective(task: SweepTask, method_name: str, *, clean: bool = False,
         try:
             res = run_trial(task, method_name, hp, fast_compile=fast_compile)
         except Exception as e:  # noqa: BLE001 - the reference's failed-trial semantics
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
-            trial.set_user_attr("traceback", traceback.format_exc(limit=3))
-            return (math.inf,) * len(OBJECTIVE_NAMES)
-        for k in ("ra", "fa", "va", "ta", "mia_val", "mia_test", "retdev", "indisc_val"):
-            if k in res["metrics"]:
-                trial.set_user_attr(k, res["metrics"][k])
-        trial.set_user_attr("run_seconds", res["run_seconds"])
-        trial.set_user_attr("compile_seconds", res["compile_seconds"])
-        return res["values"]
+            res = e
+        return _record(trial, res)
 
     return objective
+
+
+def _record(trial, res: dict[str, Any] | Exception) -> tuple[float, ...]:
+    """Stores a trial's metrics (or its error) as user attributes; returns its values."""
+    if isinstance(res, Exception):
+        trial.set_user_attr("error", f"{type(res).__name__}: {res}")
+        trial.set_user_attr("traceback", "".join(traceback.format_exception(res, limit=3)))
+        return (math.inf,) * len(OBJECTIVE_NAMES)
+    for k in ("ra", "fa", "va", "ta", "mia_val", "mia_test", "retdev", "indisc_val"):
+        if k in res["metrics"]:
+            trial.set_user_attr(k, res["metrics"][k])
+    trial.set_user_attr("run_seconds", res["run_seconds"])
+    trial.set_user_attr("compile_seconds", res["compile_seconds"])
+    return tuple(res["values"])
+
+
+class _Heartbeat:
+    """Records heartbeats for asked (not optimize-run) trials, so a killed batch is detected
+    as stale and retried like a killed ``study.optimize`` trial."""
+
+    def __init__(self, storage, trial_ids):
+        self.storage, self.ids = storage, list(trial_ids)
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self):
+        while not self.stop.wait(self.interval):
+            for i in self.ids:
+                self.storage.record_heartbeat(i)
+
+    def __enter__(self):
+        if self.interval:
+            for i in self.ids:
+                self.storage.record_heartbeat(i)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.interval:
+            self.thread.join()
 
 
 def storage_url(path_or_url: str | Path) -> str:
@@ -261,6 +369,7 @@ def run_study(
     clean: bool = False,
     fast_compile: bool = True,
     population_size: int = 50,
+    batch: int = 1,
     callbacks: Sequence[Callable] = (),
     progress: bool = False,
 ):
@@ -280,6 +389,10 @@ def run_study(
         clean: drop dead search dimensions (see :func:`suggest_hparams`).
         fast_compile: compile trial programs with :data:`FAST_COMPILE`.
         population_size: NSGA-III generation size (Optuna's default 50).
+        batch: trials asked at once and evaluated together (:func:`run_trials`: those
+            sharing a structural setting run as one vmapped population). Killed batches
+            are detected by heartbeats and retried like single trials. 1 (default) is the
+            reference's one-trial-at-a-time loop.
         callbacks: Optuna callbacks ``f(study, frozen_trial)`` after each trial.
         progress: show a progress bar.
 
@@ -298,6 +411,8 @@ def run_study(
     get_method(method_name)  # validates the name
     if int(n_trials) != n_trials or n_trials < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials}")
+    if int(batch) != batch or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch}")
     if isinstance(storage, (str, Path)):
         storage = open_storage(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -318,8 +433,21 @@ def run_study(
 
         bar = tqdm(total=n_trials, desc=f"{method_name} seed {task.seed}", leave=False,
                    initial=min(len(completed(study)), n_trials))
+    definition = get_method(method_name).definition
     while (n := len(completed(study))) < n_trials:
-        study.optimize(objective, n_trials=1, callbacks=list(callbacks))
+        if batch == 1:
+            study.optimize(objective, n_trials=1, callbacks=list(callbacks))
+        else:
+            optuna.storages.fail_stale_trials(study)
+            asked = [study.ask() for _ in range(min(batch, n_trials - n))]
+            hps = [suggest_hparams(definition, t, task.e_max, clean=clean) for t in asked]
+            with _Heartbeat(study._storage, [t._trial_id for t in asked]):
+                results = run_trials(task, method_name, hps, width=batch,
+                                     fast_compile=fast_compile)
+            for t, res in zip(asked, results, strict=True):
+                frozen = study.tell(t, _record(t, res))
+                for cb in callbacks:
+                    cb(study, frozen)
         if bar is not None:
             bar.update(min(len(completed(study)), n_trials) - n)
     if bar is not None:

@@ -28,7 +28,8 @@ def task(seed=0, cache_dir=None):
 
 
 if __name__ == "__main__":
-    # python _sweep_task.py STORAGE CACHE N_TRIALS [KILL_AFTER_COMPLETE | kill-in-trial-K]
+    # python _sweep_task.py STORAGE CACHE N_TRIALS [KILL_AFTER_COMPLETE | kill-in-trial-K
+    #                                               | kill-in-batch-K] [BATCH]
     import os
     import signal
 
@@ -36,6 +37,7 @@ if __name__ == "__main__":
 
     storage, cache, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     mode = sys.argv[4] if len(sys.argv) > 4 else ""
+    batch = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     callbacks = []
     if mode.isdigit():
         def kill_after(study, trial, k=int(mode)):
@@ -52,6 +54,16 @@ if __name__ == "__main__":
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(*a, **kw)
         _study.run_trial = dying
+    elif mode.startswith("kill-in-batch-"):
+        k, real_batch = int(mode.rsplit("-", 1)[1]), _study.run_trials
+        batches = []
+
+        def dying_batch(*a, **kw):
+            batches.append(1)
+            if len(batches) == k:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_batch(*a, **kw)
+        _study.run_trials = dying_batch
     storage = _study.open_storage(storage, heartbeat_s=1, grace_s=2)
     run_study(task(0, cache), "ft", n_trials=n, storage=storage, callbacks=callbacks,
-              population_size=4)
+              population_size=4, batch=batch)

@@ -25,6 +25,7 @@ from jaxmu.sweep import (
     run_benchmark,
     run_study,
     run_trial,
+    run_trials,
     storage_url,
     suggest_hparams,
     traceable_names,
@@ -132,8 +133,9 @@ def test_failed_trial_returns_inf(tmp_path, tiny_task, monkeypatch):
     assert t.values == [math.inf] * 4 and "diverged" in t.user_attrs["error"]
 
 
-def _worker(storage, cache, n, mode=""):
-    return subprocess.Popen([sys.executable, WORKER, str(storage), str(cache), str(n), mode],
+def _worker(storage, cache, n, mode="", batch=1):
+    return subprocess.Popen([sys.executable, WORKER, str(storage), str(cache), str(n), mode,
+                             str(batch)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -164,6 +166,55 @@ def test_study_resumes_after_kills_without_losing_or_repeating_trials(tmp_path):
     assert len(failed) == 1
     retried = [t for t in done if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retried) == 1 and retried[0].params == failed[0].params
+
+
+def test_run_trials_vmaps_a_structural_group_like_single_trials(tiny_task):
+    hps = [{**SMALL, "lr": 1e-3}, {**SMALL, "lr": 5e-2}, {**SMALL, "lr": 1e-2, "epochs": 2},
+           {**SMALL, "lr": -1.0}]
+    res = run_trials(tiny_task, "ft", hps, width=4)
+    assert isinstance(res[3], ValueError) and "lr must be > 0" in str(res[3])
+    for hp, r in zip(hps[:3], res[:3], strict=True):
+        one = run_trial(tiny_task, "ft", hp)
+        for a, b in zip(jax.tree.leaves(r["unlearned"]), jax.tree.leaves(one["unlearned"]),
+                        strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+        assert r["values"] == pytest.approx(one["values"], abs=1.5 / 3 / 20)  # <= 1 example
+    # The first two share (epochs, batch_size): one vmapped program reused on a second call.
+    again = run_trials(tiny_task, "ft", hps[:2], width=4)
+    assert again[0]["compile_seconds"] == 0.0
+    with pytest.raises(ValueError, match="width"):
+        run_trials(tiny_task, "ft", hps, width=2)
+
+
+def test_batched_study(tmp_path, tiny_task):
+    study = run_study(tiny_task, "ft", n_trials=5, storage=tmp_path / "b.db",
+                      population_size=4, batch=3)
+    done = completed(study)
+    assert len(done) == 5 and len(study.trials) == 5  # batches of 3 then 2
+    assert all(len(t.values) == 4 and "ra" in t.user_attrs for t in done)
+    with pytest.raises(ValueError, match="batch"):
+        run_study(tiny_task, "ft", n_trials=1, storage=tmp_path / "b.db", batch=0)
+
+
+@pytest.mark.slow
+def test_batched_study_resumes_after_a_kill_mid_batch(tmp_path):
+    db, cache = tmp_path / "study.db", tmp_path / "cache"
+    p = _worker(db, cache, 6, "kill-in-batch-2", batch=3)  # dies inside its 2nd batch
+    p.communicate(timeout=600)
+    assert p.returncode == -9
+    first = {t.number: t.params for t in completed(_load(db))}
+    assert sorted(first) == [0, 1, 2]
+    time.sleep(3)
+    p = _worker(db, cache, 6, batch=3)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out.decode()[-2000:]
+    study = _load(db)
+    done = completed(study)
+    assert len(done) >= 6 and {t.number: t.params for t in done if t.number in first} == first
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 3  # the killed batch
+    retried = {t.system_attrs.get("failed_trial") for t in done}
+    assert {t.number for t in failed} <= retried
 
 
 def test_two_workers_share_one_sqlite_study(tmp_path):
