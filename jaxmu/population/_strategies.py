@@ -140,23 +140,30 @@ def _sharded(f, in_axes, devices):
     return run
 
 
-def has_conv(params: Any) -> bool:
-    """Whether a params tree holds 4-D conv kernels."""
-    return any(getattr(x, "ndim", 0) == 4 for x in jax.tree.leaves(params))
+def has_conv(params: Any, stacked: bool = False) -> bool:
+    """Whether a params tree holds 2-D conv kernels (4-D, or 5-D when ``stacked`` on a
+    leading model axis)."""
+    want = 5 if stacked else 4
+    return any(getattr(x, "ndim", 0) == want for x in jax.tree.leaves(params))
 
 
 @functools.cache
 def auto_strategy(backend: str, conv: bool, num_models: int, device_count: int = 1) -> str:
-    """Calibrated rule (measured with ``benchmarks/population.py``):
+    """Calibrated rule (measured with ``benchmarks/population.py``, see docs/benchmarks.md):
 
     * several devices -> ``sharded``;
-    * CPU + conv net -> ``sequential`` (vmapped convs with per-model inputs are grouped convs,
-      ~10x slower than a loop on XLA:CPU);
-    * otherwise -> ``vmap`` (MLPs everywhere; conv nets on GPU/TPU).
+    * CPU -> ``sequential``: on the 2-core XLA:CPU it was the best strategy or within 3% of
+      it for the MLP and the small CNN at M = 1, 8, 64 (vmapped convs with per-model inputs
+      become grouped convs, 0.36x of a loop at M = 64; even the MLP's vmap reached only
+      0.78-0.87x of a loop at M = 8-64, where ``sequential`` reached 0.98-1.06x);
+    * GPU/TPU -> ``vmap`` (batched kernels fill the device; not yet measured by jaxmu).
+
+    ``conv`` is kept in the signature for backends where it matters.
     """
+    del conv
     if device_count > 1 and num_models >= device_count:
         return "sharded"
-    if backend == "cpu" and conv:
+    if backend == "cpu":
         return "sequential"
     return "vmap"
 
@@ -167,4 +174,5 @@ def resolve_strategy(strategy: str, params: Any, m: int) -> str:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     if strategy != "auto":
         return strategy
-    return auto_strategy(jax.default_backend(), has_conv(params), m, jax.device_count())
+    return auto_strategy(jax.default_backend(), has_conv(params, stacked=True), m,
+                         jax.device_count())

@@ -149,6 +149,19 @@ def test_splits_axes_and_bad_inputs(tiny):
 
 def test_auto_strategy_rule():
     assert auto_strategy("cpu", True, 64, 1) == "sequential"
-    assert auto_strategy("cpu", False, 64, 1) == "vmap"
+    assert auto_strategy("cpu", False, 64, 1) == "sequential"
     assert auto_strategy("gpu", True, 64, 1) == "vmap"
     assert auto_strategy("cpu", True, 64, 4) == "sharded"
+
+
+def test_has_conv_single_and_stacked():
+    import jax.numpy as jnp
+
+    from jaxmu.population import has_conv
+
+    conv = {"k": jnp.zeros((3, 3, 1, 4)), "b": jnp.zeros(4)}
+    dense = {"k": jnp.zeros((8, 4)), "b": jnp.zeros(4)}
+    assert has_conv(conv) and not has_conv(dense)
+    stack = lambda t: {k: jnp.zeros((2, *v.shape)) for k, v in t.items()}  # noqa: E731
+    assert has_conv(stack(conv), stacked=True) and not has_conv(stack(dense), stacked=True)
+    assert not has_conv(stack(conv))  # 5-D is not a single model's conv kernel
