@@ -25,8 +25,8 @@ rematerialisation). XLA adds workspace on top (cotangent buffers during the back
 pass, layout transposes, index buffers of the max-pool gradient on CPU) and may fuse some
 residuals away (an MLP's ReLU masks). Measured with ``measure=True`` on XLA:CPU (jax
 0.10.2), the compiled one-model step's peak was 0.79x to 0.86x the estimated ``total``
-for MLPs, 1.9x for the small CNN (int32 index buffers of the max-pool gradient), 0.89x
-for ResNet18 with the CIFAR stem and 1.34x with the ImageNet stem (batch 128). GPU
+for MLPs, 1.6x for the small CNN (int32 index buffers of the max-pool gradient), 0.76x
+for ResNet18 with the CIFAR stem and 1.12x with the ImageNet stem (batch 128). GPU
 backends have not been measured. Calibrate on the target backend: ``measure=True`` and
 pass ``measured["peak"]`` as ``total`` (``per_model=`` of :func:`chunk_for_budget`, or
 directly to :func:`max_models`).
@@ -93,11 +93,13 @@ def _residual_bytes(model: Any, params: Any, state: Any, x: Any, y: Any,
 
     closed, shapes = jax.make_jaxpr(vjp, return_shape=True)(params, state, x, y)
     jaxpr = closed.jaxpr
-    num_res = len(jax.tree.leaves(shapes[1]))  # the vjp function's leaves = its residuals
+    # outvars = [primal out leaves..., vjp-function leaves (= the residuals)..., aux leaves...]
+    n_out = len(jax.tree.leaves(shapes[0]))
+    num_res = len(jax.tree.leaves(shapes[1]))
     skip = set(jaxpr.invars)
     seen: set = set()
     total = 0
-    for v in jaxpr.outvars[len(jaxpr.outvars) - num_res:]:
+    for v in jaxpr.outvars[n_out:n_out + num_res]:
         if isinstance(v, Literal) or v in skip or v in seen:
             continue
         seen.add(v)

@@ -96,24 +96,26 @@ def best_of(stage: Stage, times: int, score: Callable[[UnlearnState, Splits], An
         raise ValueError(f"times must be a positive integer, got {times}")
 
     def run(state: UnlearnState, splits: Splits, key) -> UnlearnState:
-        s0 = jnp.asarray(score(state, splits), jnp.float32) if include_start else jnp.float32(
-            jnp.inf)
-        s0 = jnp.where(jnp.isnan(s0), jnp.inf, s0)
+        raw0 = jnp.asarray(score(state, splits), jnp.float32) if include_start else (
+            jnp.float32(jnp.nan))
+        s0 = jnp.where(jnp.isnan(raw0), jnp.inf, raw0)
 
         def body(carry, i):
             cur, best, best_s, best_i = carry
             cur = stage(cur, splits, jax.random.fold_in(key, i))
             sc = jnp.asarray(score(cur, splits), jnp.float32)
-            better = sc < best_s  # False for NaN: NaN never wins, ties keep the earlier one
+            # False for NaN: NaN never wins, ties keep the earlier one; without the start,
+            # the first run is always a candidate (so the result is one of the runs).
+            better = (sc < best_s) | ((i == 0) & (not include_start))
+            sc_key = jnp.where(jnp.isnan(sc), jnp.inf, sc)  # a NaN best is beaten by anything
             best = jax.tree.map(lambda a, b: jnp.where(better, a, b),
                                 (cur.params, cur.model_state), best)
-            return (cur, best, jnp.where(better, sc, best_s),
+            return (cur, best, jnp.where(better, sc_key, best_s),
                     jnp.where(better, i + 1, best_i)), sc
 
         start = (state, (state.params, state.model_state), s0, jnp.int32(0))
         (cur, best, _, best_i), scores = jax.lax.scan(body, start, jnp.arange(times))
-        all_scores = jnp.concatenate([s0[None] if include_start else jnp.full((1,), jnp.nan),
-                                      scores])
+        all_scores = jnp.concatenate([raw0[None], scores])
         return cur.replace(params=best[0], model_state=best[1]).with_aux(
             **{f"{name}_index": best_i, f"{name}_scores": all_scores})
 

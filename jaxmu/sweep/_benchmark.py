@@ -241,6 +241,8 @@ def run_benchmark(
               "trial_batch": trial_batch,
               "storage": storage or str(out / "study.db"), "command": command,
               "run_command": run_command}
+    _check_same_setting(out / "config.json", config, splits)
+    config["splits_hash"] = _splits_hash(splits)
     write_json(out / "config.json", {**config, "provenance": provenance()})
     t_start = time.perf_counter()
 
@@ -327,6 +329,31 @@ def run_benchmark(
         f"search seeds, {seeds} final seeds in {study['timings']['total_s']:.0f} s "
         f"(search {t_search:.0f} s, final runs {t_final:.0f} s) -> {out}")
     return study
+
+
+SETTING_KEYS = ("dataset", "model", "recipe", "splits", "clean", "e_max", "splits_hash")
+
+
+def _splits_hash(splits) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("forget", "retain", "val", "test"):
+        h.update(np.asarray(splits.mask(name)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_same_setting(path: Path, config: dict[str, Any], splits) -> None:
+    """Refuses to resume a study directory made with another setting (its trials and runs
+    would be reused against different O and R)."""
+    if not path.exists():
+        return
+    old = _read_json(path)
+    new = {**json.loads(json.dumps(config)), "splits_hash": _splits_hash(splits)}
+    diff = [k for k in SETTING_KEYS if k in old and old[k] != new.get(k)]
+    if diff:
+        raise ValueError(f"{path.parent} holds a study of another setting (differs in "
+                         f"{', '.join(diff)}); use another output directory")
 
 
 class _NoBar:

@@ -143,8 +143,13 @@ def _compiled(method, args, fast_compile: bool):
         return _COMPILED[key], values, 0.0
     t0 = time.perf_counter()
     if dyn:
-        compiled = jax.jit(method.dynamic_fn(dyn), compiler_options=opts).lower(
-            *args, values).compile()
+        try:
+            compiled = jax.jit(method.dynamic_fn(dyn), compiler_options=opts).lower(
+                *args, values).compile()
+        except _TRACE_ERRORS:  # this structural setting needs a concrete value: static
+            dyn, values = (), {}
+            fn = jax.jit(method.fn, compiler_options=opts).lower(*args).compile()
+            compiled = lambda *a, _fn=fn: _fn(*a[:4])  # noqa: E731
     else:
         fn = jax.jit(method.fn, compiler_options=opts).lower(*args).compile()
         compiled = lambda *a, _fn=fn: _fn(*a[:4])  # noqa: E731
@@ -244,13 +249,22 @@ def run_trials(task: SweepTask, method_name: str, hparams: Sequence[Mapping[str,
                tuple((k, v) for k, v in sorted(m0.hp.items()) if k not in dyn), dyn,
                fast_compile, jax.tree.structure(args), shapes)
         t_compile = 0.0
-        if key not in _COMPILED:
+        try:
+            if key not in _COMPILED:
+                t0 = time.perf_counter()
+                fn = jax.vmap(m0.dynamic_fn(dyn), in_axes=(None, None, None, None, 0))
+                _COMPILED[key] = jax.jit(fn, compiler_options=opts).lower(*args,
+                                                                          values).compile()
+                t_compile = time.perf_counter() - t0
             t0 = time.perf_counter()
-            fn = jax.vmap(m0.dynamic_fn(dyn), in_axes=(None, None, None, None, 0))
-            _COMPILED[key] = jax.jit(fn, compiler_options=opts).lower(*args, values).compile()
-            t_compile = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(_COMPILED[key](*args, values))
+            out = jax.block_until_ready(_COMPILED[key](*args, values))
+        except Exception:  # noqa: BLE001 - fall back to one trial at a time
+            for i, m in members:
+                try:
+                    results[i] = run_trial(task, method_name, m.hp, fast_compile=fast_compile)
+                except Exception as e:  # noqa: BLE001
+                    results[i] = e
+            continue
         t_run = (time.perf_counter() - t0) / len(members)
         for j, (i, _) in enumerate(members):
             try:
@@ -377,8 +391,10 @@ def run_study(
 
     Several processes may call this on the same storage and study name at once (workers
     on one SQLite file, or on a PostgreSQL URL across machines): each adds trials until
-    the study holds ``n_trials`` complete ones; selection uses the first ``n_trials`` by
-    trial number, so a worker's extra trial never changes the result.
+    the study holds ``n_trials`` complete ones. Selection uses the first ``n_trials``
+    complete trials by number (as the reference), so trials beyond them never change it;
+    with concurrent workers, which trials those are depends on completion order, so run
+    the selection after every worker has returned.
 
     Args:
         task: O, R and the splits of one model seed.
@@ -439,7 +455,9 @@ def run_study(
             study.optimize(objective, n_trials=1, callbacks=list(callbacks))
         else:
             optuna.storages.fail_stale_trials(study)
-            asked = [study.ask() for _ in range(min(batch, n_trials - n))]
+            with warnings.catch_warnings():  # heartbeats of asked trials: _Heartbeat below
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                asked = [study.ask() for _ in range(min(batch, n_trials - n))]
             hps = [suggest_hparams(definition, t, task.e_max, clean=clean) for t in asked]
             with _Heartbeat(study._storage, [t._trial_id for t in asked]):
                 results = run_trials(task, method_name, hps, width=batch,

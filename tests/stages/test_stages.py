@@ -130,6 +130,13 @@ def test_best_of_ties_go_to_the_earliest_and_nan_never_wins(mlp_state, splits):
         st.params["head"]["bias"][0] > mlp_state.params["head"]["bias"][0] + 2.5, 0.0, jnp.nan)
     out = _run(best_of(_bump, 3, nan_after_start, include_start=False), mlp_state, splits)
     assert int(out.aux["best_of_index"]) == 3
+    all_nan = lambda st, sp: jnp.float32(jnp.nan)  # noqa: E731
+    out = _run(best_of(_bump, 3, all_nan, include_start=False), mlp_state, splits)
+    assert int(out.aux["best_of_index"]) == 1  # always one of the runs
+    np.testing.assert_allclose(out.params["head"]["bias"], mlp_state.params["head"]["bias"] + 1,
+                               rtol=1e-6)
+    out = _run(best_of(_bump, 2, all_nan), mlp_state, splits)
+    assert int(out.aux["best_of_index"]) == 0 and np.isnan(out.aux["best_of_scores"]).all()
     with pytest.raises(ValueError, match="times must be a positive integer"):
         best_of(_bump, 0, _dist_to(0.0))
 

@@ -255,6 +255,17 @@ def test_benchmark_end_to_end_and_resume(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")} == mtimes
     assert len(_trials_in(out / "study.db")) == 4
     assert again["methods"]["ft"]["summary"] == ft["summary"]
+    import dataclasses
+
+    with pytest.raises(ValueError, match="another setting .*recipe"):
+        run_benchmark(ds, MODEL, s, dataclasses.replace(RECIPE, lr=0.01), out, **kw)
+    other = splits()
+    other = type(other).build(other.pool, forget=other.indices("forget")[1:],
+                              retain=np.concatenate([other.indices("retain"),
+                                                     other.indices("forget")[:1]]),
+                              val=other.indices("val"), test=other.indices("test"))
+    with pytest.raises(ValueError, match="another setting"):
+        run_benchmark(ds, MODEL, other, RECIPE, out, **kw)
     with pytest.raises(ValueError, match="unknown method"):
         run_benchmark(ds, MODEL, s, RECIPE, tmp_path / "x", **{**kw, "methods": ["zz"]})
     with pytest.raises(ValueError, match="trials"):
