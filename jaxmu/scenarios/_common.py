@@ -232,21 +232,6 @@ def reference(logits: Mapping, lab: Mapping) -> tuple[Mapping, dict[str, float]]
 # ----------------------------------------------------------------------------- output
 
 
-def jsonable(o: Any) -> Any:
-    """Plain JSON types, recursively: NumPy scalars/arrays to Python, NaN/inf to None."""
-    if isinstance(o, Mapping):
-        return {str(k): jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [jsonable(v) for v in o]
-    if isinstance(o, np.ndarray):
-        return jsonable(o.tolist())
-    if isinstance(o, np.generic):
-        o = o.item()
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return o
-
-
 def speedup(reference_s: float, cost_s: float) -> float:
     return reference_s / cost_s if cost_s > 0 else math.inf
 

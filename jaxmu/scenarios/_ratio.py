@@ -20,6 +20,7 @@ import numpy as np
 from jaxmu.data import DEFAULT_SPLIT_SEED, Dataset, random_splits
 from jaxmu.methods import Method
 from jaxmu.methods.sisa import SisaConfig, train_shards
+from jaxmu.report._validate import json_safe
 from jaxmu.scenarios import _common as C
 from jaxmu.train import TrainConfig
 from jaxmu.types import Model
@@ -196,7 +197,7 @@ def deletion_ratio_sweep(
         "table": table(rows),
         "crossover": {n: crossover(rows, n) for n in names if n != "retrain"},
     }
-    return C.jsonable(result)
+    return json_safe(result, "result")
 
 
 def table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

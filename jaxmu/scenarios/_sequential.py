@@ -20,6 +20,7 @@ import numpy as np
 from jaxmu.data import DEFAULT_SPLIT_SEED, Dataset, random_splits
 from jaxmu.methods import Method
 from jaxmu.methods.sisa import SisaConfig, train_shards
+from jaxmu.report._validate import json_safe
 from jaxmu.scenarios import _common as C
 from jaxmu.train import TrainConfig
 from jaxmu.types import Model, Splits
@@ -225,7 +226,7 @@ def sequential_deletion(
         "original": o_info, "sisa_setup": sisa_setup,
         "requests": out_rows, "table": table(out_rows),
     }
-    return C.jsonable(result)
+    return json_safe(result, "result")
 
 
 def _mask(n: int, idx: np.ndarray) -> np.ndarray:

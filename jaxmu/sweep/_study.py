@@ -89,7 +89,14 @@ _FLOAT_KINDS = ("float", "log", "fixed")
 
 def dynamic_names(definition: MethodDef) -> tuple[str, ...]:
     """Searched hyperparameters passed to the trial program as arguments: continuous ones
-    with float defaults (learning rates, decays, temperatures, ...), not epoch counts."""
+    with float defaults (learning rates, decays, temperatures, ...), not epoch counts.
+
+    A traced fraction that sets a count (MSG/SalUn/PRMQ mask sizes, activation-pruning
+    quantiles) is multiplied in float32 inside the program, while the static program (final
+    runs) uses Python floats: when ``fraction x n`` lies within float32 rounding of an
+    integer boundary the two counts differ by one entry. Trial scores are therefore equal
+    to the final run's up to rounding, as with :data:`FAST_COMPILE`.
+    """
     return tuple(sorted(
         n for n, hp in definition.space.items()
         if hp.kind in _FLOAT_KINDS and "epoch" not in n
