@@ -152,19 +152,16 @@ def auto_strategy(backend: str, conv: bool, num_models: int, device_count: int =
     """Calibrated rule (measured with ``benchmarks/population.py``, see docs/benchmarks.md):
 
     * several devices -> ``sharded``;
-    * CPU -> ``sequential``: on the 2-core XLA:CPU it was the best strategy or within 3% of
-      it for the MLP and the small CNN at M = 1, 8, 64 (vmapped convs with per-model inputs
-      become grouped convs, 0.36x of a loop at M = 64; even the MLP's vmap reached only
-      0.78-0.87x of a loop at M = 8-64, where ``sequential`` reached 0.98-1.06x);
+    * CPU, conv net -> ``sequential``: best at every M measured (1-256); vmapped convs with
+      per-model inputs become grouped convs (0.29-0.59x of a loop at M = 8-256);
+    * CPU, no conv, M < 256 -> ``sequential`` (best or within 3% at M = 1, 8, 64);
+    * CPU, no conv, M >= 256 -> ``vmap`` (1.33x a loop vs 1.11x for sequential at M = 256);
     * GPU/TPU -> ``vmap`` (batched kernels fill the device; not yet measured by jaxmu).
-
-    ``conv`` is kept in the signature for backends where it matters.
     """
-    del conv
     if device_count > 1 and num_models >= device_count:
         return "sharded"
     if backend == "cpu":
-        return "sequential"
+        return "vmap" if not conv and num_models >= 256 else "sequential"
     return "vmap"
 
 

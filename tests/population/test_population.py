@@ -150,6 +150,8 @@ def test_splits_axes_and_bad_inputs(tiny):
 def test_auto_strategy_rule():
     assert auto_strategy("cpu", True, 64, 1) == "sequential"
     assert auto_strategy("cpu", False, 64, 1) == "sequential"
+    assert auto_strategy("cpu", False, 256, 1) == "vmap"
+    assert auto_strategy("cpu", True, 256, 1) == "sequential"
     assert auto_strategy("gpu", True, 64, 1) == "vmap"
     assert auto_strategy("cpu", True, 64, 4) == "sharded"
 
