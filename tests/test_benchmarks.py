@@ -92,6 +92,7 @@ def test_bad_arguments_exit_2(main, argv, capsys):
     assert len(err.strip().splitlines()) == 1 and "error" in err
 
 
+@pytest.mark.slow
 def test_fscore_pipeline_tiny_json(capsys):
     assert fscore_pipeline.main(["--models", "2", "--epochs", "1", "--method", "ft",
                                  "--json"]) == 0

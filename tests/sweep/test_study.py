@@ -217,6 +217,7 @@ def test_batched_study_resumes_after_a_kill_mid_batch(tmp_path):
     assert {t.number for t in failed} <= retried
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path):
     db, cache = tmp_path / "study.db", tmp_path / "cache"
     task(0, cache)  # O and R cached before the workers start
