@@ -64,7 +64,10 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     """Runs ``fn(*args, **kwargs)`` and returns ``(result, run_seconds, compile_seconds)``.
 
     If ``fn`` is jitted (has ``.lower``), compile time is ``fn.lower(...).compile()`` and the
-    run is one call that reuses that executable. Otherwise ``fn`` is called once to warm up
+    run is one call of that compiled executable (a ``jax.jit`` call would not reuse it and
+    would compile again inside the timed run). With static arguments, which a compiled
+    executable does not take, the jitted ``fn`` is warmed up once and timed on a second
+    call. Otherwise ``fn`` is called once to warm up
     (compiling whatever it jits inside), then timed on a second call;
     ``compile_seconds = max(first - second, 0)`` estimates the compile overhead. Each run
     waits with ``jax.block_until_ready``. Beware functions with side effects or donated
@@ -78,10 +81,15 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     """
     if hasattr(fn, "lower"):
         t0 = time.perf_counter()
-        fn.lower(*args, **kwargs).compile()
+        compiled = fn.lower(*args, **kwargs).compile()
         compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn(*args, **kwargs))
+        try:
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(compiled(*args, **kwargs))
+        except TypeError:  # static arguments: warm the jit cache, then time a cached call
+            jax.block_until_ready(fn(*args, **kwargs))
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(fn(*args, **kwargs))
         return out, time.perf_counter() - t0, compile_s
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args, **kwargs))

@@ -120,6 +120,25 @@ def timed_fit(cache_dir, model: Model, pool, mask, seed: int, config: TrainConfi
     return (params, state), info
 
 
+def retrain_step(cache_dir, model: Model, pool, splits: Splits, labels, o_full, seed: int,
+                 config: TrainConfig, repeats: int, progress: bool):
+    """Per split setting: labels by split, the timed retrain R on retain, and the
+    references of O and R. Returns ``(lab, R, R's cost info, O reference, R reference)``."""
+    lab = by_split(labels, splits)
+    ret, r_info = timed_fit(cache_dir, model, pool, splits.retain, seed, config, repeats,
+                            progress)
+    o_ref = reference(by_split(o_full, splits), lab)
+    r_ref = reference(by_split(pool_logits(model, ret, pool), splits), lab)
+    return lab, ret, r_info, o_ref, r_ref
+
+
+def unlearned_metrics(u_lg, u_params, lab, ref, r_ref, orig, ret) -> dict[str, float]:
+    """:func:`metrics` of an unlearned model, with weight distances when it has params."""
+    params = None if u_params is None else {
+        "unlearned": u_params, "original": orig[0], "retrained": ret[0]}
+    return metrics(u_lg, lab, original=ref, retrained=r_ref, params=params)
+
+
 def run_method(method: Method, model: Model, pair, splits: Splits, key,
                repeats: int) -> tuple[tuple[Any, Any], dict[str, float]]:
     """AOT-compiles and runs a registered method; returns its output and cost."""

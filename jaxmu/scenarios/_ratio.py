@@ -155,11 +155,8 @@ def deletion_ratio_sweep(
     rows = []
     for r in ratios:
         splits = random_splits(dataset, r, val_fraction, split_seed)
-        lab = C.by_split(labels, splits)
-        ret, r_info = C.timed_fit(cache_dir, model, pool, splits.retain, seed, config,
-                                  repeats, progress)
-        o_ref = C.reference(C.by_split(o_full, splits), lab)
-        r_ref = C.reference(C.by_split(C.pool_logits(model, ret, pool), splits), lab)
+        lab, ret, r_info, o_ref, r_ref = C.retrain_step(cache_dir, model, pool, splits, labels,
+                                                       o_full, seed, config, repeats, progress)
         t_r = r_info["cost_s"]
         entries: dict[str, Any] = {}
         for name, method in resolved:
@@ -174,9 +171,7 @@ def deletion_ratio_sweep(
                 out, info = C.run_method(method, model, orig, splits, key, repeats)
                 u_full, ref, u_params = C.pool_logits(model, out, pool), o_ref, out[0]
                 u_lg = C.by_split(u_full, splits)
-            params = None if u_params is None else {
-                "unlearned": u_params, "original": orig[0], "retrained": ret[0]}
-            met = C.metrics(u_lg, lab, original=ref, retrained=r_ref, params=params)
+            met = C.unlearned_metrics(u_lg, u_params, lab, ref, r_ref, orig, ret)
             entries[name] = {"exact": method is None, **info,
                              "speedup": C.speedup(t_r, info["cost_s"]), "metrics": met}
         rows.append({"ratio": r, "n_forget": splits.n_forget, "n_retain": splits.n_retain,

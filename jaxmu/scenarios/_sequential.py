@@ -182,11 +182,8 @@ def sequential_deletion(
             m_splits = Splits.build(pool, forget=req, retain=retain, val=val, test=test)
         else:
             m_splits = splits
-        lab = C.by_split(labels, splits)
-        ret, r_info = C.timed_fit(cache_dir, model, pool, splits.retain, seed, config,
-                                  repeats, progress)
-        o_ref = C.reference(C.by_split(o_full, splits), lab)
-        r_ref = C.reference(C.by_split(C.pool_logits(model, ret, pool), splits), lab)
+        lab, ret, r_info, o_ref, r_ref = C.retrain_step(cache_dir, model, pool, splits, labels,
+                                                       o_full, seed, config, repeats, progress)
         t_r = r_info["cost_s"]
         entries: dict[str, Any] = {}
         for name, method in resolved:
@@ -204,9 +201,7 @@ def sequential_deletion(
                 current[name] = out
                 u_full, ref, u_params = C.pool_logits(model, out, pool), o_ref, out[0]
                 u_lg = C.by_split(u_full, splits)
-            params = None if u_params is None else {
-                "unlearned": u_params, "original": orig[0], "retrained": ret[0]}
-            met = C.metrics(u_lg, lab, original=ref, retrained=r_ref, params=params)
+            met = C.unlearned_metrics(u_lg, u_params, lab, ref, r_ref, orig, ret)
             cum[name] += info["cost_s"]
             entries[name] = {"exact": method is None, **info,
                              "cumulative_cost_s": cum[name],

@@ -87,7 +87,7 @@ def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
     The references: ``original`` returns O, ``retrain`` returns R with R's training time.
     """
     from jaxmu import evaluate
-    from jaxmu.metrics import cross_entropy_losses
+    from jaxmu.metrics import cross_entropy_losses, timed
     from jaxmu.train import labels, predict
 
     t_compile = 0.0
@@ -97,13 +97,8 @@ def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
         out, t_run = task.original, 0.0
     else:
         method = get_method(method_name, **hparams).bind(task.model)
-        args = (*task.original, task.splits, method_key(task.seed))
-        t0 = time.perf_counter()
-        compiled = method.jitted.lower(*args).compile()
-        t_compile = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        t_run = time.perf_counter() - t0
+        out, t_run, t_compile = timed(method.jitted, *task.original, task.splits,
+                                      method_key(task.seed))
     usable = _finite_tree(out[0])
     rec: dict[str, Any] = {"method": method_name, "seed": task.seed, "hparams": hparams,
                            "usable": usable}

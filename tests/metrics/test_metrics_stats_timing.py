@@ -70,6 +70,10 @@ def test_timed_jitted_and_plain():
         calls.append(1)
         return f(x) + 1
 
+    g = jax.jit(lambda x, n: x * n, static_argnums=1)  # compiled executables take no statics
+    out3, run3, comp3 = timed(g, x, 3)
+    np.testing.assert_allclose(out3, x * 3)
+    assert run3 >= 0 and comp3 > 0
     out2, run2, comp2 = timed(plain, x)
     assert len(calls) == 2  # warm-up + timed run
     np.testing.assert_allclose(out2, out + 1, rtol=1e-6)
