@@ -357,17 +357,35 @@ def storage_url(path_or_url: str | Path) -> str:
 
 
 def open_storage(path_or_url: str | Path, *, heartbeat_s: int = HEARTBEAT_S,
-                 grace_s: int = GRACE_S):
+                 grace_s: int = GRACE_S, attempts: int = 8):
     """An Optuna RDB storage with heartbeats: a trial whose process died (no heartbeat for
     ``grace_s`` seconds) is marked FAIL and re-queued with the same parameters, so a killed
-    study loses no trial; completed trials are never re-run."""
+    study loses no trial; completed trials are never re-run.
+
+    Several workers may open the same fresh database at once: the first creates the
+    schema, and a worker that loses that race (a duplicate-key or "table exists" error from
+    the database) retries, up to ``attempts`` times with a growing pause.
+    """
     import optuna
+    import sqlalchemy.exc
 
     url = storage_url(path_or_url)
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = (retry or optuna.storages.RetryFailedTrialCallback)(max_retry=2)
+        for attempt in range(attempts):
+            try:
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s,
+                    grace_period=grace_s, heartbeat_stale_trial_callback=callback)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+                lost_race = isinstance(e, sqlalchemy.exc.IntegrityError) or any(
+                    m in str(e).lower() for m in ("already exists", "locked"))
+                if not lost_race or attempt == attempts - 1:
+                    raise
+                time.sleep(0.25 * (attempt + 1))
 
 
 def study_name(task_name: str, method_name: str, seed: int, clean: bool = False) -> str:

@@ -145,6 +145,30 @@ def _load(storage):
     return optuna.load_study(study_name=summary.study_name, storage=s)
 
 
+_OPEN_AT = """
+import sys, time
+import optuna
+from jaxmu.sweep import open_storage
+db, t0 = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, t0 - time.time()))
+optuna.create_study(storage=open_storage(db), study_name="s", load_if_exists=True)
+"""
+
+
+def test_workers_opening_a_fresh_database_at_once_all_succeed(tmp_path):
+    # Regression: two workers started together on a new SQLite file raced on the schema
+    # (UNIQUE constraint failed: alembic_version); the loser now retries.
+    for round_ in range(2):
+        db, t0 = tmp_path / f"fresh{round_}.db", time.time() + 6
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, str(db), str(t0)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for _ in range(4)]
+        for p in procs:
+            out, _ = p.communicate(timeout=300)
+            assert p.returncode == 0, out.decode()[-2000:]
+        assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(db))] == ["s"]
+
+
 def test_study_resumes_after_kills_without_losing_or_repeating_trials(tmp_path):
     db, cache = tmp_path / "study.db", tmp_path / "cache"
     p = _worker(db, cache, 5, "kill-in-trial-3")  # killed inside its 3rd trial
