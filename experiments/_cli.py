@@ -68,7 +68,8 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     p.add_argument("--no-mia", action="store_true",
                    help="skip the classifier and feature MIAs (the loss MIA always runs)")
     p.add_argument("--eval", default="single", choices=("single", "fscore", "ulira"),
-                   help="single model (default), competition F-score, or U-LiRA")
+                   help="single model (default), competition F-score, or U-LiRA "
+                        "(with --benchmark: U-LiRA of every method)")
     p.add_argument("--models", type=int, default=512,
                    help="--eval fscore: models per population (unlearned and retrained)")
     p.add_argument("--shadows", type=int, default=64, help="--eval ulira: shadow originals")
@@ -161,8 +162,9 @@ def _check_args(a: argparse.Namespace) -> None:
         except ValueError as e:
             raise UsageError(f"--compare-methods: {e}") from None
     if a.benchmark:
-        if a.eval != "single":
-            raise UsageError("--benchmark cannot be combined with --eval")
+        if a.eval == "fscore":
+            raise UsageError("--benchmark takes --eval ulira (U-LiRA of every method), "
+                             "not --eval fscore")
         for m in _methods(a):
             if m not in list_methods():
                 raise UsageError(f"unknown method {m!r} in --methods; valid: "
@@ -373,25 +375,30 @@ def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     command = (f"{run_command} --benchmark --methods {','.join(methods)} --trials {a.trials} "
                f"--search-seeds {a.search_seeds} --seeds {a.seeds} --population-size "
                f"{a.population_size} --trial-batch {a.trial_batch}"
-               + (" --clean" if a.clean else ""))
+               + (" --clean" if a.clean else "")
+               + (f" --eval ulira --shadows {a.shadows} --forget-sets {a.forget_sets}"
+                  if a.eval == "ulira" else ""))
+    ulira = ({"shadows": a.shadows, "forget_sets": a.forget_sets,
+              "forget_fraction": a.forget_fraction, "seed": a.seed}
+             if a.eval == "ulira" else None)
     return _run(ds.pool, model, splits, recipe, out, methods=methods, command=command,
                 run_command=run_command,
                 trials=a.trials, search_seeds=range(a.search_seeds), seeds=a.seeds,
                 storage=a.storage, cache_dir=a.cache_dir or None, clean=a.clean,
                 classifier_mias=not a.no_mia, population_size=a.population_size,
-                trial_batch=a.trial_batch, progress=not a.quiet)
+                trial_batch=a.trial_batch, ulira=ulira, progress=not a.quiet)
 
 
 def _population_eval(a, model, splits, original, method, recipe, cache, progress):
     from jaxmu.methods import parse_hp
+    from jaxmu.methods.retrain import recipe_hparams
     from jaxmu.population import fscore_pipeline, ulira_pipeline
 
     if method.definition.name == "retrain":
         # Exact unlearning inside a population: retrain with the experiment's own recipe
         # (unless overridden with --hp).
         given = set(parse_hp(a.hp))
-        recipe_hp = {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr,
-                     "augment": recipe.augment}
+        recipe_hp = recipe_hparams(recipe)
         method = method.with_hparams(**{k: v for k, v in recipe_hp.items() if k not in given})
     bound = method.bind(model)
     if a.eval == "fscore":

@@ -33,3 +33,16 @@ def retrain(epochs, batch_size, lr, momentum, weight_decay, augment):
                  split="retain", epochs=epochs, batch_size=batch_size, schedule="cosine",
                  augment=augment),
     )
+
+
+def recipe_hparams(config) -> dict:
+    """``retrain`` hyperparameters equal to a :class:`jaxmu.train.TrainConfig` recipe, so the
+    population ``retrain`` (U-LiRA, F-score) retrains exactly as the experiment trained R.
+
+    >>> from jaxmu.train import TrainConfig
+    >>> recipe_hparams(TrainConfig(epochs=3, augment=False))["epochs"]
+    3
+    """
+    return {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+            "momentum": config.momentum, "weight_decay": config.weight_decay,
+            "augment": config.augment}

@@ -64,4 +64,15 @@ def recipes_markdown(study: Mapping) -> str:
     if cells:
         parts += ["## One final run per command (the metric table's cells are their means)",
                   "```bash\n" + "\n".join(cells) + "\n```"]
+    design = cfg.get("ulira")
+    if run and design and study.get("ulira"):
+        lines = []
+        for name in study["ulira"]:
+            m = study["methods"].get(name, {})
+            flags = "" if m.get("reference") else _hp_flags(m.get("hparams") or {})
+            lines.append(f"{run} --method {name} {flags} --eval ulira --shadows "
+                         f"{design['shadows']} --forget-sets {design['forget_sets']} "
+                         f"--seed {design['seed']}".replace("  ", " "))
+        parts += ["## U-LiRA, one command per row (shadow originals are cached and shared)",
+                  "```bash\n" + "\n".join(lines) + "\n```"]
     return "\n\n".join(parts) + "\n"

@@ -16,6 +16,7 @@ from typing import Any
 from jaxmu.report._format import (
     DASH,
     FAILED,
+    Stat,
     fmt,
     fmt_ci,
     fmt_count,
@@ -163,12 +164,18 @@ def hparams_table_markdown(study: Mapping) -> str:
 
 
 def ulira_table_markdown(study: Mapping) -> str:
-    """U-LiRA accuracy per method (ideal 0.5) and the number of scored examples."""
+    """U-LiRA per method: balanced accuracy at threshold 0 with its bootstrap CI over target
+    runs (ideal 0.5), best-threshold accuracy, AUC, TPR at 1% FPR and the number of scored
+    examples."""
     rows = []
     for name, u in (study.get("ulira") or {}).items():
         per = u.get("per_example_accuracy")
-        rows.append([name, fmt(u.get("ulira_accuracy")), DASH if per is None else str(len(per))])
-    return md_table(["Method", "U-LiRA accuracy", "Examples"], rows, ["l", "r", "r"])
+        ci = u.get("ulira_accuracy_ci") or (math.nan, math.nan)
+        acc = Stat(as_float(u.get("ulira_accuracy")), as_float(ci[0]), as_float(ci[1]), None)
+        rows.append([name, fmt_ci(acc), fmt(u.get("ulira_best_acc")), fmt(u.get("auc")),
+                     fmt(u.get("tpr_at_1fpr")), DASH if per is None else str(len(per))])
+    return md_table(["Method", "U-LiRA accuracy [95% CI]", "Best-threshold acc.", "AUC",
+                     "TPR@1%FPR", "Examples"], rows, ["l", "r", "r", "r", "r", "r"])
 
 
 def budget_markdown(study: Mapping) -> str:

@@ -4,7 +4,8 @@ The Deep Unlearn study pipeline: :func:`run_study` searches one method on one mo
 :func:`best_hparams` picks the trial with the smallest L2 norm of the four objectives
 across seed studies, :func:`final_run` / :func:`summarize` produce per-seed records and
 bootstrap CIs, :func:`rank_methods` builds Table 1, and :func:`run_benchmark` does it all
-for one (dataset, architecture) setting (``python -m experiments.digits --benchmark``).
+for one (dataset, architecture) setting (``python -m experiments.digits --benchmark``),
+with U-LiRA of every method on request (:func:`ulira_study`).
 
 References:
     methods-spec.md §1, §4, §8; Cadet et al., Deep Unlearn (2024) §4-5.
@@ -12,12 +13,15 @@ References:
 
 from jaxmu.sweep._benchmark import (
     REFERENCES,
+    ULIRA_DEFAULTS,
     default_methods,
     e_max,
     final_run,
     prepare_task,
     run_benchmark,
     summarize,
+    ulira_design_config,
+    ulira_study,
 )
 from jaxmu.sweep._objective import OBJECTIVE_NAMES, objective_values, select_best, trial_score
 from jaxmu.sweep._ranking import GROUPS, performance_groups, rank_methods
@@ -45,6 +49,7 @@ __all__ = [
     "GROUPS",
     "OBJECTIVE_NAMES",
     "REFERENCES",
+    "ULIRA_DEFAULTS",
     "SweepTask",
     "best_hparams",
     "completed",
@@ -71,4 +76,6 @@ __all__ = [
     "trial_score",
     "traceable_names",
     "trials_of",
+    "ulira_design_config",
+    "ulira_study",
 ]

@@ -7,6 +7,8 @@ Layout of ``out_dir`` (every step resumes from what is already there):
   given (any SQLAlchemy URL, e.g. PostgreSQL, shared by many workers);
 * ``best_hparams.json`` – per method: chosen hyperparameters and the trial that found them;
 * ``runs/<method>/seed<s>.json`` – the final runs (skipped when present);
+* ``ulira/<method>.json`` – with ``ulira=...``: U-LiRA of each method with its chosen
+  hyperparameters and of the references (skipped when present for the same design);
 * ``study.json`` – everything above in one dict, the input of :func:`jaxmu.report.write_report`;
 * ``report/`` – ``report.md``, ``results.csv``, ``results.json`` and PNG figures.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +171,7 @@ def run_benchmark(
     population_size: int = 50,
     trial_batch: int = 1,
     fast_compile: bool = True,
+    ulira: Mapping[str, Any] | None = None,
     progress: bool = True,
     report: bool = True,
     command: str | None = None,
@@ -183,7 +186,8 @@ def run_benchmark(
     3. ``seeds`` final runs with the chosen hyperparameters, fully evaluated, plus the
        references O and R; per-metric mean and bootstrap CI over seeds;
     4. the Table 1 ranking on RetDev and on indiscernibility (test MIA), Failed included;
-    5. ``study.json`` and the report directory (:func:`jaxmu.report.write_report`).
+    5. optionally U-LiRA of every method and reference (:func:`ulira_study`);
+    6. ``study.json`` and the report directory (:func:`jaxmu.report.write_report`).
 
     Args:
         pool: the data :class:`jaxmu.Pool` (its ``name`` labels the study).
@@ -201,6 +205,10 @@ def run_benchmark(
         trial_batch: trials evaluated together, as one vmapped population where their
             structural settings agree (:func:`jaxmu.sweep.run_trials`).
         fast_compile: compile trial programs with fewer XLA passes (final runs never do).
+        ulira: U-LiRA design, e.g. ``{"shadows": 16, "forget_sets": 4}`` (optional keys
+            ``forget_fraction`` (default 0.1) and ``seed`` (default 0)); None skips U-LiRA.
+            Shadow originals are cached in ``cache_dir`` (else ``out_dir/cache``) and shared
+            by all methods.
         progress: tqdm bars. report: write the report directory. log: status lines.
         command, run_command: the study's command line and the single-run command of this
             setting (for RECIPES.md; the experiment CLIs pass them).
@@ -209,7 +217,8 @@ def run_benchmark(
         The study dict (also written to ``out_dir/study.json``).
 
     Raises:
-        ValueError: on an unknown method, ``trials < 1``, ``seeds < 1`` or no search seed.
+        ValueError: on an unknown method, ``trials < 1``, ``seeds < 1``, no search seed or
+            a bad ``ulira`` design.
     """
     from jaxmu.io import provenance, write_json
 
@@ -225,6 +234,7 @@ def run_benchmark(
     search_seeds = [int(s) for s in search_seeds]
     if not search_seeds:
         raise ValueError("search_seeds: need at least one seed")
+    design = ulira_design_config(ulira) if ulira is not None else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     setting = f"{pool.name or 'dataset'}-{model.name}"
@@ -233,7 +243,7 @@ def run_benchmark(
               "seeds": seeds, "e_max": e_max(recipe.epochs), "recipe": recipe.to_dict(),
               "splits": splits.sizes(), "clean": clean, "population_size": population_size,
               "classifier_mias": classifier_mias, "fast_compile": fast_compile,
-              "trial_batch": trial_batch,
+              "trial_batch": trial_batch, "ulira": design,
               "storage": storage or str(out / "study.db"), "command": command,
               "run_command": run_command}
     _check_same_setting(out / "config.json", config, splits)
@@ -310,10 +320,16 @@ def run_benchmark(
     study["ranking"] = ({"retdev": rank_methods(rows, "retdev", seeds=seeds),
                          "indisc": rank_methods(rows, "indisc_test", seeds=seeds)}
                         if rows else {})
-    from jaxmu.io import provenance as _prov
-
-    study["provenance"] = _prov()
-    study["timings"] = {"search_s": t_search, "final_s": t_final,
+    t_ulira = 0.0
+    if design is not None:
+        t0 = time.perf_counter()
+        study["ulira"] = ulira_study(
+            model, splits, recipe, {m: v["hparams"] for m, v in study["methods"].items()},
+            out / "ulira", design=design,
+            cache_dir=cache_dir or str(out / "cache"), progress=progress, log=log)
+        t_ulira = time.perf_counter() - t0
+    study["provenance"] = provenance()
+    study["timings"] = {"search_s": t_search, "final_s": t_final, "ulira_s": t_ulira,
                         "total_s": time.perf_counter() - t_start}
     write_json(out / "study.json", study)
     if report:
@@ -324,6 +340,82 @@ def run_benchmark(
         f"search seeds, {seeds} final seeds in {study['timings']['total_s']:.0f} s "
         f"(search {t_search:.0f} s, final runs {t_final:.0f} s) -> {out}")
     return study
+
+
+ULIRA_DEFAULTS = {"shadows": 16, "forget_sets": 4, "forget_fraction": 0.1, "seed": 0}
+
+
+def ulira_design_config(ulira: Mapping[str, Any]) -> dict[str, Any]:
+    """The U-LiRA design of a study: ``ulira`` over :data:`ULIRA_DEFAULTS`, validated.
+
+    Raises:
+        ValueError: unknown keys, an odd or < 4 shadow count, no forget set, or a forget
+            fraction outside (0, 1).
+    """
+    if not isinstance(ulira, Mapping):
+        raise ValueError(f"ulira: expected a mapping like {ULIRA_DEFAULTS}, got {ulira!r}")
+    unknown = sorted(set(ulira) - set(ULIRA_DEFAULTS))
+    if unknown:
+        raise ValueError(f"ulira: unknown keys {unknown}; valid: {', '.join(ULIRA_DEFAULTS)}")
+    d = {**ULIRA_DEFAULTS, **ulira}
+    for k in ("shadows", "forget_sets", "seed"):
+        if isinstance(d[k], bool) or int(d[k]) != d[k]:
+            raise ValueError(f"ulira[{k!r}]: expected an integer, got {d[k]!r}")
+        d[k] = int(d[k])
+    if d["shadows"] < 4 or d["shadows"] % 2:
+        raise ValueError(f"ulira['shadows']: need an even number >= 4, got {d['shadows']}")
+    if d["forget_sets"] < 1:
+        raise ValueError(f"ulira['forget_sets']: need >= 1, got {d['forget_sets']}")
+    if not 0 < float(d["forget_fraction"]) < 1:
+        raise ValueError(f"ulira['forget_fraction']: must lie in (0, 1), "
+                         f"got {d['forget_fraction']}")
+    d["forget_fraction"] = float(d["forget_fraction"])
+    return d
+
+
+def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
+                out_dir: str | Path, *, design: Mapping[str, Any], cache_dir: str | None,
+                progress: bool = True, log: Callable[[str], None] = print,
+                ) -> dict[str, dict[str, Any]]:
+    """U-LiRA (:func:`jaxmu.population.ulira_pipeline`) of each method with its
+    hyperparameters, one shared set of shadow originals (cached in ``cache_dir``).
+
+    ``retrain`` retrains with ``recipe`` (:func:`jaxmu.methods.retrain.recipe_hparams`),
+    ``original`` is the no-op: the two anchors (about 0.5 and clearly above). Each result is
+    written to ``out_dir/<method>.json`` and reused when its hyperparameters and design match.
+
+    Returns:
+        method -> the U-LiRA report (``ulira_accuracy`` with its CI, AUC, TPRs,
+        ``per_example_accuracy``, timings).
+
+    References:
+        evaluation-spec.md §2.6; Deep Unlearn (004) §U-LiRA.
+    """
+    from jaxmu.io import write_json
+    from jaxmu.methods.retrain import recipe_hparams
+    from jaxmu.population import ulira_pipeline
+
+    design = ulira_design_config(design)
+    out, res = Path(out_dir), {}
+    for m, hp in hparams.items():
+        hp = recipe_hparams(recipe) if m == "retrain" else dict(hp)
+        path = out / f"{m}.json"
+        want = json.loads(json.dumps({"hparams": hp, "design": design}))
+        if path.exists():
+            old = _read_json(path)
+            if {"hparams": old.get("hparams"), "design": old.get("design")} == want:
+                res[m] = old["ulira"]
+                continue
+        rep = ulira_pipeline(model, splits, get_method(m, **hp).bind(model),
+                             num_shadows=design["shadows"], num_forget_sets=design["forget_sets"],
+                             forget_fraction=design["forget_fraction"], seed=design["seed"],
+                             config=recipe, cache_dir=cache_dir, progress=progress)
+        write_json(path, {"method": m, **want, "ulira": rep})
+        res[m] = rep
+        ci = rep.get("ulira_accuracy_ci")
+        log(f"U-LiRA {m}: {rep['ulira_accuracy']:.3f}"
+            + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+    return res
 
 
 SETTING_KEYS = ("dataset", "model", "recipe", "splits", "clean", "e_max", "splits_hash")
