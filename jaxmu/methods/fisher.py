@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, UNIT, register
+from jaxmu.models._base import flat_normal
 from jaxmu.models._select import classifier
 from jaxmu.train._batches import load_batch, ordered_indices
 from jaxmu.types import Splits, UnlearnState
@@ -149,7 +150,7 @@ def fisher(alpha, batch_size, class_chunk):
         head = classifier(model, state.params, allow_empty=True)
         var = fisher_variance(h, head, alpha)
         leaves, treedef = jax.tree.flatten(state.params)
-        noise = [jax.random.normal(jax.random.fold_in(key, i), p.shape, p.dtype)
+        noise = [flat_normal(jax.random.fold_in(key, i), p.shape, p.dtype)
                  for i, p in enumerate(leaves)]
         noise = jax.tree.unflatten(treedef, noise)
         params = jax.tree.map(lambda p, v, z: p + jnp.sqrt(v).astype(p.dtype) * z,

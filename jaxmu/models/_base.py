@@ -30,20 +30,49 @@ def activation(module: nn.Module, x: jax.Array, name: str) -> jax.Array:
     return x
 
 
+def flat_normal(key, shape, dtype=jnp.float32):
+    """``jax.random.normal(key, shape)`` drawn as a flat vector and reshaped: the same values,
+    but XLA:CPU compiles threefry over a rank-4 shape about 20x slower than over a vector
+    (measured: 10 s vs 0.4 s for a 3x3x4x8 kernel)."""
+    return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+
+
+def flat_uniform(key, shape, dtype=jnp.float32, minval=0.0, maxval=1.0):
+    """``jax.random.uniform`` drawn flat and reshaped (see :func:`flat_normal`)."""
+    return jax.random.uniform(key, (math.prod(shape),), dtype, minval, maxval).reshape(shape)
+
+
+def variance_scaling(scale: float, mode: str, distribution: str):
+    """``jax.nn.initializers.variance_scaling`` (in axis -2, out axis -1; ``normal`` or
+    ``uniform``) with flat draws: bitwise the same values, compiled much faster on CPU."""
+    if mode not in ("fan_in", "fan_out") or distribution not in ("normal", "uniform"):
+        raise ValueError(f"unsupported variance scaling {mode}/{distribution}")
+
+    def init(key, shape, dtype=jnp.float32):
+        receptive = math.prod(shape[:-2])
+        fan = (shape[-2] if mode == "fan_in" else shape[-1]) * receptive
+        variance = jnp.array(scale / fan, dtype=dtype)
+        if distribution == "normal":
+            return flat_normal(key, shape, dtype) * jnp.sqrt(variance)
+        return flat_uniform(key, shape, dtype, -1) * jnp.sqrt(3 * variance)
+
+    return init
+
+
 def torch_linear_bias_init(fan_in: int):
     """PyTorch's default Linear/Conv bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(max(fan_in, 1))
 
     def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
+        return flat_uniform(key, shape, dtype, -bound, bound)
 
     return init
 
 
 # PyTorch kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)) == variance_scaling(1/3, uniform).
-torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+torch_default_kernel_init = variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 # torchvision ResNet convs: kaiming_normal(mode="fan_out", nonlinearity="relu").
-kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+kaiming_normal_fan_out = variance_scaling(2.0, "fan_out", "normal")
 
 
 class TorchDense(nn.Module):

@@ -64,7 +64,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmu.models._base import FlaxModel, activation, torch_default_kernel_init
+from jaxmu.models._base import (
+    FlaxModel,
+    activation,
+    flat_normal,
+    flat_uniform,
+    torch_default_kernel_init,
+)
 
 
 def _trunc_normal_002(key, shape, dtype=jnp.float32):
@@ -73,7 +79,7 @@ def _trunc_normal_002(key, shape, dtype=jnp.float32):
     The bounds sit at +-100 std, so truncation never binds: a clipped normal is the same
     distribution (and avoids the inverse-CDF sampler's +-bound values at u = +-1).
     """
-    return jnp.clip(0.02 * jax.random.normal(key, shape, dtype), -2.0, 2.0)
+    return jnp.clip(0.02 * flat_normal(key, shape, dtype), -2.0, 2.0)
 
 
 def _dense(features: int, name: str) -> nn.Dense:
@@ -96,7 +102,7 @@ def _drop_path(module: nn.Module, x: jax.Array, rate: float, train: bool) -> jax
         return x
     keep = 1.0 - rate
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-    mask = jnp.floor(keep + jax.random.uniform(module.make_rng("dropout"), shape, x.dtype))
+    mask = jnp.floor(keep + flat_uniform(module.make_rng("dropout"), shape, x.dtype))
     return x / keep * mask
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxmu.models._base import flat_normal, flat_uniform
 from jaxmu.models._select import ALL, Selector, conv_kernels, path_str
 from jaxmu.types import Splits, Stage, UnlearnState
 
@@ -23,17 +24,6 @@ from jaxmu.types import Splits, Stage, UnlearnState
 def _leaf_keys(key: jax.Array, tree: Any) -> Any:
     leaves, treedef = jax.tree.flatten(tree)
     return jax.tree.unflatten(treedef, [jax.random.fold_in(key, i) for i in range(len(leaves))])
-
-
-def _normal(key, shape, dtype):
-    """``jax.random.normal`` drawn flat and reshaped: identical values, but XLA:CPU compiles
-    the flat draw many times faster than a 4-D one."""
-    return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
-
-
-def _uniform(key, shape, dtype, lo, hi):
-    """``jax.random.uniform`` drawn flat and reshaped (see :func:`_normal`)."""
-    return jax.random.uniform(key, (math.prod(shape),), dtype, lo, hi).reshape(shape)
 
 
 def _edit(select: Selector, fn, allow_empty: bool = False) -> Stage:
@@ -58,7 +48,7 @@ def gaussian_deviation(std: float, select: Selector = conv_kernels) -> Stage:
     """Adds ``std * N(0, 1)`` to every entry of the selected leaves (CFW's confuser)."""
     if not isinstance(std, jax.core.Tracer) and std < 0:
         raise ValueError(f"std must be >= 0, got {std}")
-    return _edit(select, lambda p, k: p + std * _normal(k, p.shape, p.dtype))
+    return _edit(select, lambda p, k: p + std * flat_normal(k, p.shape, p.dtype))
 
 
 def quantize_round_trip(dtype: Any = jnp.float16) -> Stage:
@@ -86,13 +76,13 @@ def _fan_in(path: str, p: jax.Array) -> int:
 def uniform_fan_in(p: jax.Array, key: jax.Array) -> jax.Array:
     """PyTorch's default init for conv/linear weights: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
     b = 1.0 / math.sqrt(_fan_in("", p))
-    return _uniform(key, p.shape, p.dtype, -b, b)
+    return flat_uniform(key, p.shape, p.dtype, -b, b)
 
 
 def kaiming_normal_fan_out(p: jax.Array, key: jax.Array) -> jax.Array:
     """``kaiming_normal(mode='fan_out', nonlinearity='relu')`` for conv kernels (MSG)."""
     fan_out = p.shape[0] * p.shape[1] * p.shape[3] if p.ndim == 4 else p.shape[-1]
-    return _normal(key, p.shape, p.dtype) * math.sqrt(2.0 / fan_out)
+    return flat_normal(key, p.shape, p.dtype) * math.sqrt(2.0 / fan_out)
 
 
 INITS = {"uniform_fan_in": uniform_fan_in, "kaiming_normal_fan_out": kaiming_normal_fan_out}
