@@ -103,7 +103,10 @@ def prepare_fake_tfds(data_dir, builders, n_train, n_test):
     under ``data_dir`` without any download."""
     import tensorflow_datasets as tfds
 
+    from jaxmu.data._tfds import scratch_tempdir
+
     cfg = tfds.download.DownloadConfig(try_download_gcs=False)
     for base, shape in builders:
-        builder = fake_tfds_builder(base, shape, n_train, n_test)(data_dir=str(data_dir))
-        builder.download_and_prepare(download_config=cfg)
+        with scratch_tempdir():
+            builder = fake_tfds_builder(base, shape, n_train, n_test)(data_dir=str(data_dir))
+            builder.download_and_prepare(download_config=cfg)

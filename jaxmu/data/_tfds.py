@@ -9,7 +9,9 @@ Nothing is downloaded: tfds is called with ``download=False``; missing data rais
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -52,6 +54,23 @@ def _resize_grey_to_rgb32(x: np.ndarray) -> np.ndarray:
     return np.repeat(x32, 3, axis=-1)
 
 
+@contextlib.contextmanager
+def scratch_tempdir():
+    """Points :mod:`tempfile` at a private directory removed on exit.
+
+    tfds leaves an empty ``<tmp>/tmp*tfds`` directory behind whenever a builder looks up its
+    metadata on GCS (``DatasetInfo.initialize_from_bucket``, also offline); inside this
+    context those land in the private directory instead.
+    """
+    old = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="jaxmu-tfds-") as d:
+        tempfile.tempdir = d
+        try:
+            yield d
+        finally:
+            tempfile.tempdir = old
+
+
 def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
     """Loads a prepared tfds dataset (train + test) without downloading.
 
@@ -74,12 +93,13 @@ def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
             f"tensorflow-datasets is not installed ({e.name}); " + _howto(name, data_dir)
         ) from None
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
-        if not builder.is_prepared():
-            raise DataNotFoundError(_howto(name, data_dir))
-        parts = tfds.as_numpy(
-            builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
-        )
+        with scratch_tempdir():
+            builder = tfds.builder(name, data_dir=data_dir)
+            if not builder.is_prepared():
+                raise DataNotFoundError(_howto(name, data_dir))
+            parts = tfds.as_numpy(
+                builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
+            )
     except DataNotFoundError:
         raise
     except Exception as e:  # tfds raises many types when files are missing

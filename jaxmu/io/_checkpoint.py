@@ -74,3 +74,39 @@ def restore_checkpoint(
             ),
         )
     return out["state"], dict(out["meta"] or {})
+
+
+def run_identity(key: Any, masks: Any) -> dict[str, Any]:
+    """What makes a training run itself, for checkpoint metadata: the key's raw data (and
+    the seed when ``key`` is an int) and a SHA-256 of the membership mask(s)."""
+    import hashlib
+
+    import numpy as np
+
+    from jaxmu.types import as_key
+
+    k = as_key(key)
+    ident: dict[str, Any] = {
+        "key": np.asarray(jax.random.key_data(k)).astype(np.uint32).ravel().tolist(),
+        "masks_sha256": hashlib.sha256(np.ascontiguousarray(np.asarray(masks, bool))
+                                       .tobytes()).hexdigest()[:16]}
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        ident["seed"] = int(key)
+    return ident
+
+
+def check_resume(saved: dict, meta: dict, directory: Any,
+                 fields: tuple[str, ...] = ("config", "model", "n", "ids", "key",
+                                            "masks_sha256")) -> None:
+    """Refuses to resume from a checkpoint written by another run.
+
+    Compares the ``fields`` present in ``meta`` with the saved metadata (a field missing
+    from an old checkpoint is not checked).
+
+    Raises:
+        ValueError: one line naming the fields that differ.
+    """
+    diff = [f for f in fields if f in meta and f in saved and saved[f] != meta[f]]
+    if diff:
+        raise ValueError(f"checkpoint in {directory} was made by another run (differs in "
+                         f"{', '.join(diff)}); use another checkpoint directory")

@@ -21,7 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmu.io import latest_step, restore_checkpoint, save_checkpoint, versions
+from jaxmu.io import (
+    check_resume,
+    latest_step,
+    restore_checkpoint,
+    run_identity,
+    save_checkpoint,
+    versions,
+)
 from jaxmu.population._strategies import map_models, resolve_strategy
 from jaxmu.train._fit import TrainConfig, init_keys, train_epoch
 from jaxmu.train._predict import predict_mask
@@ -169,14 +176,12 @@ def fit_population(
     start, history = 0, []
     timings = {"compile_s": 0.0, "train_s": 0.0, "io_s": 0.0}
     meta = {"config": config.to_dict(), "model": model.name, "ids": ids, "n": n,
-            "versions": versions()}
+            "versions": versions(), **run_identity(root, masks)}
     if checkpoint_dir is not None and latest_step(checkpoint_dir) is not None:
         t0 = time.perf_counter()
         (params, state, opt_state), saved = restore_checkpoint(
             checkpoint_dir, (params, state, opt_state))
-        if saved.get("config") != meta["config"] or saved.get("ids") != ids:
-            raise ValueError(f"checkpoint in {checkpoint_dir} was made with another "
-                             f"recipe or other model ids")
+        check_resume(saved, meta, checkpoint_dir)
         start, history = int(saved["epoch"]), list(saved["history"])
         timings["io_s"] += time.perf_counter() - t0
 

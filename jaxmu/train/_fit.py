@@ -20,7 +20,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmu.io import latest_step, restore_checkpoint, save_checkpoint, versions
+from jaxmu.io import (
+    check_resume,
+    latest_step,
+    restore_checkpoint,
+    run_identity,
+    save_checkpoint,
+    versions,
+)
 from jaxmu.losses._basic import accuracy, cross_entropy
 from jaxmu.train._batches import epoch_indices, load_batch, steps_per_epoch
 from jaxmu.train._schedules import epoch_multiplier
@@ -161,14 +168,14 @@ def fit(
     opt_state = config.direction().init(params)
     start, history = 0, []
     timings = {"compile_s": 0.0, "train_s": 0.0, "io_s": 0.0}
-    meta = {"config": config.to_dict(), "model": model.name, "n": n, "versions": versions()}
+    meta = {"config": config.to_dict(), "model": model.name, "n": n, "versions": versions(),
+            **run_identity(key, mask)}
     if checkpoint_dir is not None and latest_step(checkpoint_dir) is not None:
         t0 = time.perf_counter()
         (params, model_state, opt_state), saved = restore_checkpoint(
             checkpoint_dir, (params, model_state, opt_state)
         )
-        if saved.get("config") != meta["config"] or saved.get("model") != model.name:
-            raise ValueError(f"checkpoint in {checkpoint_dir} was made with another recipe/model")
+        check_resume(saved, meta, checkpoint_dir)
         start, history = int(saved["epoch"]), list(saved["history"])
         timings.update(saved.get("timings", {}))
         timings["io_s"] += time.perf_counter() - t0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 
 import jax.numpy as jnp
 import numpy as np
@@ -481,6 +482,19 @@ def test_load_tfds_missing_dataset(tfds_dir, tmp_path):
     with pytest.raises(DataNotFoundError, match="does not exist.*tfds build cifar10"):
         load_tfds("cifar10", str(tmp_path / "nowhere"))
     assert issubclass(DataNotFoundError, ValueError)
+
+
+def test_load_tfds_leaves_no_temporary_directories(tfds_dir, tmp_path, monkeypatch):
+    # tfds' GCS metadata lookup makes an empty tmp*tfds directory per builder; load_tfds
+    # confines those to a private directory it removes (here: inside tmp_path).
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    load_tfds("cifar10", tfds_dir)
+    with pytest.raises(DataNotFoundError):
+        load_tfds("fashion_mnist", str(tmp_path))
+    assert list(scratch.iterdir()) == []
+    assert tempfile.tempdir == str(scratch)
 
 
 def test_load_tfds_unknown_name():

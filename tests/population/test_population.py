@@ -97,9 +97,15 @@ def test_blocks_merge_equals_one_run_and_resume(tiny, tmp_path):
                              checkpoint_dir=ck, progress=False)
     assert _maxdiff(resumed.params, full.params) == 0.0
     assert [h["epoch"] for h in resumed.history] == [1, 2]
-    with pytest.raises(ValueError, match="another recipe"):
+    with pytest.raises(ValueError, match="another run .*config"):
         fit_population(model, tiny.pool, masks, 1, TrainConfig(epochs=3, batch_size=16),
                        strategy="vmap", checkpoint_dir=ck, progress=False)
+    with pytest.raises(ValueError, match=r"another run \(differs in key\)"):
+        fit_population(model, tiny.pool, masks, 2, CFG, strategy="vmap", checkpoint_dir=ck,
+                       progress=False)
+    with pytest.raises(ValueError, match=r"another run \(differs in masks_sha256\)"):
+        fit_population(model, tiny.pool, masks[::-1], 1, CFG, strategy="vmap",
+                       checkpoint_dir=ck, progress=False)
 
 
 def test_unlearn_population_per_model_splits_and_strategies(tiny):

@@ -101,18 +101,35 @@ def test_fit_resume_equals_uninterrupted(small, tmp_path, model):
     assert again.history == full.history
 
 
-def test_fit_checkpoint_from_other_config_raises(small, tmp_path):
+def test_fit_checkpoint_from_another_run_raises(small, tmp_path):
     ck = str(tmp_path / "ck")
     cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05, augment=False)
     fit(MLP, small.pool, small.retain, 0, cfg, checkpoint_dir=ck, stop_after=1, progress=False)
+    meta = _meta(ck)
+    assert meta["seed"] == 0 and len(meta["key"]) == 2 and len(meta["masks_sha256"]) == 16
     other = TrainConfig(epochs=3, batch_size=16, lr=0.01, augment=False)
-    with pytest.raises(ValueError, match="another recipe/model"):
+    with pytest.raises(ValueError, match="another run .*config"):
         fit(MLP, small.pool, small.retain, 0, other, checkpoint_dir=ck, progress=False)
     other_model = mlp((8, 8, 1), 10, hidden=(32,))
     other_model = type(other_model)(other_model.module, other_model.input_shape, 10, "mlp2",
                                     other_model.stem, other_model.classifier, other_model.blocks)
-    with pytest.raises(ValueError, match="another recipe/model"):
+    with pytest.raises(ValueError, match="another run .*model"):
         fit(other_model, small.pool, small.retain, 0, cfg, checkpoint_dir=ck, progress=False)
+    with pytest.raises(ValueError, match=r"another run \(differs in key\)"):  # another seed
+        fit(MLP, small.pool, small.retain, 1, cfg, checkpoint_dir=ck, progress=False)
+    moved = np.asarray(small.retain).copy()
+    i, j = np.flatnonzero(moved)[0], np.flatnonzero(~moved)[0]
+    moved[i], moved[j] = False, True  # same size, other members
+    with pytest.raises(ValueError, match=r"another run \(differs in masks_sha256\)"):
+        fit(MLP, small.pool, jnp.asarray(moved), 0, cfg, checkpoint_dir=ck, progress=False)
+
+
+def _meta(ck):
+    import json
+    from pathlib import Path
+
+    (rec,) = Path(ck).glob("*/meta/metadata")
+    return json.loads(rec.read_text())
 
 
 def test_fit_bad_inputs(small):
