@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -128,14 +129,32 @@ def summarize(
 ) -> dict[str, Any]:
     """ROC summary of ``[T, N]`` scores (higher = positive) over the ``valid`` pairs.
 
-    Keys: ``balanced_accuracy`` (threshold 0), ``best_accuracy`` (max over thresholds of
-    ``1 - (FPR + FNR)/2``, LiRA's "Accuracy"; optimistic), ``auc``, ``tpr_at_1fpr`` and
-    ``tpr_at_0.1fpr`` (TPR at the last ROC point with FPR below 1% / 0.1%, as in TFP),
-    ``per_example_accuracy`` ``[N]`` (accuracy at 0 over each example's target pairs,
-    class-balanced where both classes occur; NaN without pairs) with its mean/std/quantiles,
-    ``per_target_accuracy`` ``[T]`` (the same per target model), counts, and with
-    ``n_bootstrap > 0`` a percentile CI of ``balanced_accuracy`` from resampling target
-    models.
+    Args:
+        scores: ``[T, N]`` attack scores of T target models on N examples.
+        positive: ``[T, N]`` bool ground truth (True = member / unlearned).
+        valid: ``[T, N]`` bool, which pairs are scored (non-finite scores are dropped too).
+        n_bootstrap: if > 0, add percentile CIs from ``n_bootstrap`` resamples of the target
+            models (rows, drawn with replacement; every pair of a drawn target enters with
+            the target's multiplicity).
+        confidence, seed: the interval's level and the resampling seed (reproducible).
+
+    Returns:
+        dict with ``balanced_accuracy`` (threshold 0), ``best_accuracy`` (max over
+        thresholds of ``1 - (FPR + FNR)/2``, LiRA's "Accuracy"; optimistic), ``auc``,
+        ``tpr_at_1fpr`` and ``tpr_at_0.1fpr`` (TPR at the last ROC point with FPR below
+        1% / 0.1%, as in TFP), ``per_example_accuracy`` ``[N]`` (accuracy at 0 over each
+        example's target pairs, class-balanced where both classes occur; NaN without pairs)
+        with its mean/std/quantiles, ``per_target_accuracy`` ``[T]`` (the same per target
+        model), counts, and with ``n_bootstrap > 0`` the ``(low, high)`` intervals
+        ``balanced_accuracy_ci``, ``best_accuracy_ci``, ``auc_ci``, ``tpr_at_1fpr_ci`` and
+        ``tpr_at_0.1fpr_ci``. All five come from the same resamples (one weight matrix of
+        target multiplicities); the ROC statistics are evaluated for all resamples at once
+        on the full weighted ROC (:func:`_bootstrap_roc`). Resamples lacking a class are
+        NaN and ignored; if every target is drawn identically the interval is the point.
+
+    References:
+        Carlini et al. 2022 §VI (TPR at low FPR, "Accuracy"); Efron & Tibshirani 1993
+        (percentile bootstrap); evaluation-spec.md §2.4, §2.6-9.
     """
     ok = valid & np.isfinite(scores)
     y, s = positive[ok], scores[ok]
@@ -177,9 +196,81 @@ def summarize(
         with np.errstate(invalid="ignore", divide="ignore"):
             bal = 0.5 * (w @ tp_t / (w @ np_t) + w @ tn_t / (w @ nn_t))
         alpha = (1 - confidence) / 2
-        lo, hi = np.nanquantile(bal, [alpha, 1 - alpha])
-        out["balanced_accuracy_ci"] = (float(lo), float(hi))
+        boot = {"balanced_accuracy": bal, **_bootstrap_roc(scores, positive, ok, w)}
+        for key, vals in boot.items():
+            out[f"{key}_ci"] = _percentile_ci(vals, alpha)
     return out
+
+
+def _percentile_ci(vals: np.ndarray, alpha: float) -> tuple[float, float]:
+    """``(alpha, 1 - alpha)`` quantiles of the finite bootstrap values (NaN if none)."""
+    fin = vals[np.isfinite(vals)]
+    if fin.size == 0:
+        return math.nan, math.nan
+    lo, hi = np.quantile(fin, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def _bootstrap_roc(
+    scores: np.ndarray,
+    positive: np.ndarray,
+    ok: np.ndarray,
+    w: np.ndarray,
+    *,
+    max_elems: int = 1 << 21,
+) -> dict[str, np.ndarray]:
+    """ROC statistics of weighted pairs for many resamples at once.
+
+    Pair ``(t, n)`` with ``ok[t, n]`` gets weight ``w[b, t]`` in resample ``b`` (the
+    multiplicity of target t). The pairs are sorted once; each resample's ROC is the
+    weighted cumulative TP / FP count at the last pair of every distinct score (the
+    thresholds of :func:`sklearn.metrics.roc_curve`), with ``(0, 0)`` prepended, so with
+    unit weights ``auc`` and ``best_accuracy`` equal the point values. ``tpr_at_*`` is the
+    largest TPR with FPR below the level on this full curve; sklearn's default thinning of
+    collinear ROC points (``drop_intermediate``) can make the point value smaller only
+    when a straight run of tied-score steps crosses the level. Resamples are processed in
+    chunks of about ``max_elems`` weighted pairs.
+
+    Args:
+        scores, positive, ok: ``[T, N]`` scores, ground truth and scored pairs.
+        w: ``[B, T]`` non-negative resample weights.
+
+    Returns:
+        ``auc``, ``best_accuracy``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr``: ``[B]`` arrays, NaN
+        for resamples without a positive or without a negative pair.
+
+    References:
+        Fawcett 2006, "An introduction to ROC analysis" (weighted ROC by sorted cumulative
+        counts); Carlini et al. 2022 §VI.
+    """
+    t_idx = np.nonzero(ok)[0]
+    s, y = scores[ok], positive[ok]
+    order = np.argsort(-s, kind="stable")
+    t_idx, s, yf = t_idx[order], s[order], y[order].astype(np.float64)
+    ends = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last pair of each distinct score
+    n_b = w.shape[0]
+    res = {k: np.full(n_b, np.nan) for k in ("auc", "best_accuracy", "tpr_at_1fpr",
+                                             "tpr_at_0.1fpr")}
+    step = max(1, int(max_elems) // max(s.size, 1))
+    for start in range(0, n_b, step):
+        pw = w[start:start + step][:, t_idx]  # [b, P] pair weights in score order
+        tps = np.cumsum(pw * yf, axis=1)[:, ends]
+        fps = np.cumsum(pw * (1.0 - yf), axis=1)[:, ends]
+        p_tot, n_tot = tps[:, -1:], fps[:, -1:]
+        good = (p_tot[:, 0] > 0) & (n_tot[:, 0] > 0)
+        zero = np.zeros((tps.shape[0], 1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpr = np.concatenate([zero, tps / p_tot], axis=1)
+            fpr = np.concatenate([zero, fps / n_tot], axis=1)
+        sl = slice(start, start + tps.shape[0])
+        auc = 0.5 * np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]), axis=1)
+        best = np.max(1 - (fpr + (1 - tpr)) / 2, axis=1)
+        res["auc"][sl] = np.where(good, auc, np.nan)
+        res["best_accuracy"][sl] = np.where(good, best, np.nan)
+        for key, level in (("tpr_at_1fpr", 0.01), ("tpr_at_0.1fpr", 0.001)):
+            at = np.max(np.where(fpr < level, tpr, -np.inf), axis=1)
+            res[key][sl] = np.where(good, at, np.nan)
+    return res
 
 
 def _class_balanced(ok, positive, pred, axis):
@@ -210,6 +301,9 @@ def lira(
     min_count: int = 2,
     std_floor: float = 1e-6,
     target_mask: Mask | None = None,
+    n_bootstrap: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Classic LiRA (Carlini et al.): per-example IN/OUT Gaussians from shadow models.
 
@@ -225,11 +319,15 @@ def lira(
         centre: "median" (TFP ``plot.py``) or "mean".
         min_count: per-example observations below which the global std is used.
         target_mask: ``[T, N]`` bool, which target pairs to score (default all).
+        n_bootstrap: if > 0, add percentile CIs (``balanced_accuracy_ci``,
+            ``best_accuracy_ci``, ``auc_ci``, ``tpr_at_1fpr_ci``, ``tpr_at_0.1fpr_ci``) from
+            resampling target models with replacement (:func:`summarize`).
+        confidence, seed: bootstrap settings.
 
     Returns:
         dict with ``scores`` ``[T, N]`` (higher = member; NaN where an example has no shadow
         observation) and the :func:`summarize` metrics (``best_accuracy`` is LiRA's
-        "Accuracy").
+        "Accuracy"), with their ``*_ci`` intervals when ``n_bootstrap > 0``.
 
     Where jaxmu differs from TFP ``plot.py``: no truncation to the smallest IN/OUT count;
     the fixed variance is estimated per population from per-example-centred values (the
@@ -238,7 +336,8 @@ def lira(
     few observations.
 
     References:
-        Carlini et al. 2022 Alg. 1, eq. 4, §VI; TFP ``mi_lira_2021``; evaluation-spec.md §3.
+        Carlini et al. 2022 Alg. 1, eq. 4, §VI; TFP ``mi_lira_2021``; evaluation-spec.md §3;
+        Efron & Tibshirani 1993 (bootstrap over target models).
     """
     sh = as_stats("shadow_stats", shadow_stats, min_models=2)
     tg = as_stats("target_stats", target_stats, sh.shape[2])
@@ -261,7 +360,8 @@ def lira(
             scores = offline_score(tg, fit_out)
     else:
         raise ValueError(f"attack: expected 'online', 'offline' or 'global', got {attack!r}")
-    out = summarize(scores, np.asarray(t_in), valid)
+    out = summarize(scores, np.asarray(t_in), valid, n_bootstrap=n_bootstrap,
+                    confidence=confidence, seed=seed)
     out["scores"] = scores
     out["n_unscored"] = int(np.sum(valid & ~np.isfinite(scores)))
     return out

@@ -94,7 +94,11 @@ def ulira(
             ``min_count`` observations or zero spread) or "global".
         centre: "mean" (default, Deep Unlearn) or "median" (TFP).
         std_floor: lower bound on stds (keeps 0/1 correctness statistics finite).
-        n_bootstrap: if > 0, add ``ulira_accuracy_ci`` from resampling target models.
+        n_bootstrap: if > 0, add percentile CIs ``(low, high)`` from ``n_bootstrap``
+            resamples of the target models (with replacement, all five from the same
+            resamples; :func:`jaxmu.metrics._lira.summarize`): ``ulira_accuracy_ci``,
+            ``ulira_best_acc_ci``, ``auc_ci``, ``tpr_at_1fpr_ci`` and ``tpr_at_0.1fpr_ci``
+            (and the generic ``balanced_accuracy_ci`` / ``best_accuracy_ci``).
         confidence, seed: bootstrap settings.
 
     Returns:
@@ -103,7 +107,8 @@ def ulira(
         ``auc``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr``, ``per_example_accuracy`` ``[N]`` with
         its mean/std/quantiles, ``per_target_accuracy`` ``[T]``, ``scores`` ``[T, N]``
         (higher = "was trained on"), counts and ``n_unscored`` (pairs whose example has no
-        shadow observation in a needed world).
+        shadow observation in a needed world); with ``n_bootstrap > 0`` the ``*_ci``
+        intervals of the aggregate metrics above.
 
     Raises:
         ValueError: on shape mismatches, NaN statistics, or when either class has no scored
@@ -116,7 +121,8 @@ def ulira(
 
     References:
         evaluation-spec.md §2.2 (definition), §2.4 (accuracy definitions), §2.6 (protocol);
-        methods-spec.md §7.6; Carlini et al. 2022 Alg. 1.
+        methods-spec.md §7.6; Carlini et al. 2022 Alg. 1; Efron & Tibshirani 1993
+        (bootstrap over target models).
     """
     r = as_stats("shadow_retrained_stats", shadow_retrained_stats, min_models=2)
     n, a = r.shape[1], r.shape[2]
@@ -148,6 +154,7 @@ def ulira(
     out["ulira_best_acc"] = out["best_accuracy"]
     if "balanced_accuracy_ci" in out:
         out["ulira_accuracy_ci"] = out["balanced_accuracy_ci"]
+        out["ulira_best_acc_ci"] = out["best_accuracy_ci"]
     out["scores"] = scores
     out["n_unscored"] = int(np.sum(valid & ~np.isfinite(scores)))
     return out

@@ -164,16 +164,19 @@ def hparams_table_markdown(study: Mapping) -> str:
 
 
 def ulira_table_markdown(study: Mapping) -> str:
-    """U-LiRA per method: balanced accuracy at threshold 0 with its bootstrap CI over target
-    runs (ideal 0.5), best-threshold accuracy, AUC, TPR at 1% FPR and the number of scored
-    examples."""
+    """U-LiRA per method, each with its bootstrap CI over target runs where present:
+    balanced accuracy at threshold 0 (ideal 0.5), best-threshold accuracy, AUC, TPR at 1%
+    FPR; and the number of scored examples."""
+    def cell(u: Mapping, key: str) -> str:
+        ci = u.get(f"{key}_ci") or (math.nan, math.nan)
+        return fmt_ci(Stat(as_float(u.get(key)), as_float(ci[0]), as_float(ci[1]), None))
+
     rows = []
     for name, u in (study.get("ulira") or {}).items():
         per = u.get("per_example_accuracy")
-        ci = u.get("ulira_accuracy_ci") or (math.nan, math.nan)
-        acc = Stat(as_float(u.get("ulira_accuracy")), as_float(ci[0]), as_float(ci[1]), None)
-        rows.append([name, fmt_ci(acc), fmt(u.get("ulira_best_acc")), fmt(u.get("auc")),
-                     fmt(u.get("tpr_at_1fpr")), DASH if per is None else str(len(per))])
+        rows.append([name, *(cell(u, k) for k in ("ulira_accuracy", "ulira_best_acc", "auc",
+                                                   "tpr_at_1fpr")),
+                     DASH if per is None else str(len(per))])
     return md_table(["Method", "U-LiRA accuracy [95% CI]", "Best-threshold acc.", "AUC",
                      "TPR@1%FPR", "Examples"], rows, ["l", "r", "r", "r", "r", "r"])
 

@@ -44,6 +44,8 @@ REFERENCES = ("original", "retrain")
 SUMMARY_METRICS = ("ra", "fa", "va", "ta", "rr", "fr", "tr", "retdev", "mia_val", "mia_test",
                    "indisc_val", "indisc_test", "classifier_mia", "js_original", "rte",
                    "run_seconds", "compile_seconds")
+"""The headline metrics, summarised first and in this order; :func:`summarize` covers every
+other numeric run metric too (:func:`summary_metrics`)."""
 
 
 def default_methods() -> list[str]:
@@ -123,20 +125,46 @@ def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
     return rec
 
 
-def summarize(runs: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS,
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(
+        x, bool | np.bool_)
+
+
+def summary_metrics(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Every numeric metric of the usable runs: :data:`SUMMARY_METRICS` first (in that
+    order, those present), then the others (``acc_err_*``, ``mia_auc_*``,
+    ``feature_mia_*``, distances, ``original_*`` / ``retrained_*``, ...) sorted by name."""
+    usable = [r for r in runs if r.get("usable")]
+    seen = {k for r in usable for k, v in r.get("metrics", {}).items() if _is_number(v)}
+    return [m for m in SUMMARY_METRICS if m in seen] + sorted(seen - set(SUMMARY_METRICS))
+
+
+def summarize(runs: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None,
               *, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Mean over the usable runs of each metric with a 95% bootstrap CI over seeds.
 
-    A metric seen in one run only gets a degenerate interval ``[v, v]``; ``n`` counts the
-    runs that have it.
+    Args:
+        runs: final-run records (:func:`final_run`); only ``usable`` ones count.
+        metrics: the metrics to summarise; None (default) means every numeric metric in the
+            usable runs, in :func:`summary_metrics` order (the report's fixed list first).
+        seed: seed of the bootstrap.
+
+    Returns:
+        metric -> ``{"value": mean, "ci": [low, high], "n": runs}``. A metric seen in one
+        run only gets a degenerate interval ``[v, v]``; ``n`` counts the runs that have it
+        with a finite value; metrics without any finite value are left out.
+
+    References:
+        :func:`jaxmu.metrics.bootstrap_ci` (percentile bootstrap over seeds);
+        methods-spec.md §8; evaluation-spec.md §2.6-9.
     """
     from jaxmu.metrics import bootstrap_ci
 
     out: dict[str, dict[str, Any]] = {}
     usable = [r for r in runs if r.get("usable")]
-    for m in metrics:
-        vals = np.array([r["metrics"][m] for r in usable if m in r.get("metrics", {})],
-                        dtype=np.float64)
+    for m in (summary_metrics(runs) if metrics is None else metrics):
+        vals = np.array([r["metrics"][m] for r in usable
+                         if _is_number(r.get("metrics", {}).get(m))], dtype=np.float64)
         vals = vals[np.isfinite(vals)]
         if vals.size == 0:
             continue

@@ -92,7 +92,9 @@ def make_study():
                        {"method": "msg", "rank": 1.5, "G1": 1, "G2": 1, "G3": 0, "F": 0}],
         },
         "timings": {"total_s": 12.5},
-        "ulira": {"msg": {"ulira_accuracy": 0.53, "per_example_accuracy": [0.4, 0.5, 0.6, 0.62]},
+        "ulira": {"msg": {"ulira_accuracy": 0.53, "ulira_accuracy_ci": [0.5, 0.56], "auc": 0.6,
+                          "auc_ci": [0.55, 0.65], "ulira_best_acc": 0.58,
+                          "per_example_accuracy": [0.4, 0.5, 0.6, 0.62]},
                   "retrain": {"ulira_accuracy": 0.5, "per_example_accuracy": [0.5, 0.45]}},
     }
 
@@ -193,8 +195,8 @@ def test_markdown_metrics_and_hparams_rows(report):
         "| msg | init_rate=0.3, lr=0.003162 | 20 | 0 | 7 | 0.1200 "
         "| [0.100, 0.200, 0.300, 0.400] |",
         "| ga (Failed) | lr=0.01 | 5 | 1 | 3 | search failed | \u2013 |",
-        "| msg | 0.530 | 4 |",
-        "| retrain | 0.500 | 2 |",
+        "| msg | 0.530 [0.500, 0.560] | 0.580 | 0.600 [0.550, 0.650] | \u2013 | 4 |",
+        "| retrain | 0.500 | \u2013 | \u2013 | \u2013 | 2 |",
     ]
     lines = md.splitlines()
     for row in rows:
