@@ -28,13 +28,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error message on stderr (exit status 2)."""
-
-    def error(self, message: str):  # noqa: D102
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
+# argparse with one-line errors on stderr and exit status 2, shared with the experiment CLIs.
+from experiments._cli import ArgumentParser as ArgumentParser
 
 
 def make_parser(prog: str, description: str) -> ArgumentParser:

@@ -33,12 +33,21 @@ class UsageError(Exception):
     """A bad argument: reported in one line, exit code 2."""
 
 
-def build_parser(dataset: str) -> argparse.ArgumentParser:
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors (invalid choice, bad type, unknown flag, ...) are one line on
+    stderr, ``PROG: error: MESSAGE``, and exit status 2 (no usage block); ``--help`` is
+    unchanged. The benchmark CLIs use it too (``benchmarks._common``)."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def build_parser(dataset: str) -> ArgumentParser:
     from jaxmu.data import SCENARIOS
     from jaxmu.models import MODELS
 
     model, epochs, batch = DEFAULTS[dataset]
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=f"python -m experiments.{dataset}",
         description=f"Unlearn a forget set from a model trained on {dataset}: train (or load "
         "from the cache) the original O and the retrained R, run --method, evaluate, print a "
@@ -47,7 +56,9 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     p.add_argument("--method", default="ft", help="unlearning method (see --list-methods)")
     p.add_argument("--hp", action="append", metavar="KEY=VALUE",
                    help="method hyperparameter override (repeatable)")
-    p.add_argument("--list-methods", action="store_true", help="list methods and exit")
+    p.add_argument("--list-methods", nargs="?", const="text", choices=("text", "markdown"),
+                   help="list methods with their one-line recipes and exit ('markdown': the "
+                        "README's methods table)")
     p.add_argument("--seed", type=int, default=0, help="model seed (init, data order, method)")
     p.add_argument("--split-seed", type=int, default=123, help="split seed (DU uses 123)")
     p.add_argument("--epochs", type=int, default=epochs,
@@ -426,12 +437,18 @@ def _print_scenario(res: dict[str, Any]) -> None:
     print(f"wrote {res['_path']}")
 
 
+def _ci_text(ci) -> str:
+    return f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+
+
 def _population_summary(record: dict[str, Any]) -> str:
     if "fscore" in record:
         f = record["fscore"]
         ra, ta = f["unlearned_ra"], f["unlearned_ta"]
+        fci, sci = (_ci_text(f.get(k)) for k in ("forget_quality_ci", "score_ci"))
         return (f"competition F-score over {f['num_models']}+{f['num_models']} models: "
-                f"forget quality F = {f['forget_quality']:.4f}, score = {f['score']:.4f} "
+                f"forget quality F = {f['forget_quality']:.4f}{fci}, score = "
+                f"{f['score']:.4f}{sci} "
                 f"(RA_U {ra['value']:.3f} [{ra['ci'][0]:.3f}, {ra['ci'][1]:.3f}], "
                 f"TA_U {ta['value']:.3f} [{ta['ci'][0]:.3f}, {ta['ci'][1]:.3f}])")
     u = record["ulira"]
@@ -443,16 +460,39 @@ def _population_summary(record: dict[str, Any]) -> str:
             f"AUC {u['auc']:.3f}, TPR@1%FPR {u['tpr_at_1fpr']:.3f}")
 
 
+def methods_table() -> str:
+    """The README's methods table (Markdown), rendered from the registry: one row per
+    ``list_methods()`` name with its one-line recipe (a preset's own) and its source
+    (``paper (section)``). ``python -m experiments.digits --list-methods markdown`` prints it;
+    ``tests/test_readme.py`` checks that README.md holds exactly this."""
+    from jaxmu.methods import get_method, list_methods
+
+    def cell(text: str) -> str:  # literal text inside a Markdown table cell
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+
+    lines = ["| method | recipe | source |", "|---|---|---|"]
+    for n in list_methods():
+        m = get_method(n)
+        lines.append(f"| `{n}` | {cell(m.summary)} | {cell(m.paper)} ({cell(m.section)}) |")
+    return "\n".join(lines)
+
+
 def main(dataset: str, argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0, or 2 for bad arguments / missing data)."""
     parser = build_parser(dataset)
-    a = parser.parse_args(argv)
     try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0), or a bad argument (2; one line already on stderr)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        if a.list_methods == "markdown":
+            print(methods_table())
+            return 0
         if a.list_methods:
             from jaxmu.methods import get_method, list_methods
 
             for n in list_methods():
-                print(f"{n:<20} {get_method(n).definition.summary}")
+                print(f"{n:<20} {get_method(n).summary}")
             return 0
         _check_args(a)
         if a.deletion_ratios is not None or a.sequential_requests is not None:

@@ -81,6 +81,9 @@ def test_methods_quick_json(capsys, tmp_path):
     (fscore_pipeline.main, ["--epochs", "0"]),
     (deletion.main, ["--ratios", "0.1,1.5"]),
     (deletion.main, ["--methods", "ft,nope"]),
+    (deletion.main, ["--model", "nope"]),
+    (train_step.main, ["--seed", "x"]),
+    (fscore_pipeline.main, ["--nope"]),
 ])
 def test_bad_arguments_exit_2(main, argv, capsys):
     try:
@@ -90,6 +93,7 @@ def test_bad_arguments_exit_2(main, argv, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "error" in err
+    assert err.startswith("python -m benchmarks.") and "usage:" not in err
 
 
 @pytest.mark.slow

@@ -33,12 +33,55 @@ FAST = ["--epochs", "2", "--no-mia", "--quiet", "--cache-dir", ""]
     ["--sequential-requests", "0"],
     ["--sequential-requests", "2", "--request-size", "-1"],
     ["--sequential-requests", "2", "--benchmark"],
+    # detected by argparse itself: invalid choice, bad type, unknown flag, missing value
+    ["--model", "nope"],
+    ["--strategy", "fast"],
+    ["--seed", "x"],
+    ["--forget-fraction", "half"],
+    ["--nope"],
+    ["--method"],
 ])
 def test_bad_arguments_exit_2_with_one_line(args, capsys, tmp_path):
     assert main("digits", args + ["--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "error:" in err[0]
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1, err  # no usage block
+    assert err[0].startswith("python -m experiments.digits: error: ")
+    assert "usage:" not in cap.err and not cap.out
     assert not any(tmp_path.rglob("*.json"))  # nothing half-written
+
+
+def test_argparse_errors_name_the_argument(capsys):
+    assert main("digits", ["--model", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m experiments.digits: error: argument --model: invalid "
+                          "choice: 'nope' (choose from 'mlp', ")
+    assert err.endswith(")\n") and err.count("\n") == 1
+    assert main("digits", ["--seed", "x"]) == 2
+    assert "argument --seed: invalid int value: 'x'" in capsys.readouterr().err
+
+
+def test_help_still_works(capsys):
+    assert main("digits", ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m experiments.digits") and "--list-methods" in out
+
+
+def test_list_methods_gives_presets_their_own_summary(capsys):
+    from jaxmu.methods import get_method
+    from jaxmu.methods.presets import PRESETS, SUMMARIES
+
+    assert main("digits", ["--list-methods"]) == 0
+    listed = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    for name, (base, _) in PRESETS.items():
+        # every preset overrides at least the epochs, so its recipe must read differently
+        assert listed[name] == SUMMARIES[name] == get_method(name).summary
+        assert listed[name] != listed[base] == get_method(base).definition.summary
+    dev, grad = listed["deviation"], listed["gradient"]
+    assert "every conv kernel" in dev and "stem" not in dev
+    assert "0.6^2" in dev and "0.005^2" in dev and "9 epochs" in dev
+    assert "30%" in grad and "grads x0 " in grad and "x0.1" not in grad
+    assert "9 epochs" in grad
 
 
 def test_missing_tfds_data_exits_2(capsys, tmp_path):

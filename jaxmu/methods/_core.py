@@ -103,8 +103,23 @@ class MethodDef:
         return isinstance(other, MethodDef) and other.name == self.name
 
 
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named preset: the registered method ``base`` with other defaults (``overrides``).
+
+    ``summary``, ``paper`` and ``section`` describe the preset itself (``None``: derived from
+    the base method when asked, see :meth:`Method.summary`)."""
+
+    name: str
+    base: str
+    overrides: Mapping[str, Any]
+    summary: str | None = None
+    paper: str | None = None
+    section: str | None = None
+
+
 _REGISTRY: dict[str, MethodDef] = {}
-_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {}
+_PRESETS: dict[str, Preset] = {}
 
 
 def register(
@@ -132,11 +147,18 @@ def register(
     return deco
 
 
-def register_preset(name: str, base: str, **overrides: Any) -> None:
-    """Registers a named preset: an existing method with other defaults (paper 000 §12.6)."""
+def register_preset(name: str, base: str, *, summary: str | None = None,
+                    paper: str | None = None, section: str | None = None,
+                    **overrides: Any) -> None:
+    """Registers a named preset: an existing method with other defaults (paper 000 §12.6).
+
+    ``summary`` is the preset's own one-line recipe (``--list-methods``, the README table):
+    give one whenever the overrides change what the base's summary says. Without it the
+    summary is ``"preset of <base>: k=v, ..."``; ``paper``/``section`` default to the base's.
+    """
     if name in _REGISTRY or name in _PRESETS:
         raise ValueError(f"method {name!r} registered twice")
-    _PRESETS[name] = (base, overrides)
+    _PRESETS[name] = Preset(name, base, dict(overrides), summary, paper, section)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +177,33 @@ class Method:
     @property
     def hp(self) -> dict[str, Any]:
         return dict(self.hparams)
+
+    @property
+    def preset(self) -> Preset | None:
+        """The preset this method was made from (``get_method(preset_name)``), else None."""
+        return _PRESETS.get(self.label) if self.label else None
+
+    @property
+    def summary(self) -> str:
+        """One-line recipe: the preset's own for a preset, else the definition's."""
+        p = self.preset
+        if p is None:
+            return self.definition.summary
+        if p.summary is not None:
+            return p.summary
+        return f"preset of {p.base}: " + ", ".join(f"{k}={v}" for k, v in p.overrides.items())
+
+    @property
+    def paper(self) -> str:
+        """The source paper: the preset's own for a preset, else the definition's."""
+        p = self.preset
+        return p.paper if p is not None and p.paper is not None else self.definition.paper
+
+    @property
+    def section(self) -> str:
+        """The methods-spec section: the preset's own for a preset, else the definition's."""
+        p = self.preset
+        return p.section if p is not None and p.section is not None else self.definition.section
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -269,8 +318,8 @@ def get_method(name: str, model: Model | None = None, **hparams: Any) -> Method:
     """
     label = ""
     if name in _PRESETS:
-        base, over = _PRESETS[name]
-        label, name, hparams = name, base, {**over, **hparams}
+        preset = _PRESETS[name]
+        label, name, hparams = name, preset.base, {**preset.overrides, **hparams}
     if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
     defn = _REGISTRY[name]

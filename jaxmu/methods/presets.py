@@ -46,5 +46,27 @@ PRESETS = {
 }
 """name -> (base method, overrides)."""
 
+SUMMARIES = {
+    "rotate": "transpose conv kernels (h<->w); 9 epochs of CE on retain, SGD + cosine",
+    "pruning": "global L1 prune (99%) of conv/dense weights+biases, re-init pruned weights "
+               "U(+-1/sqrt(fan_in)); 9 epochs of weighted CE + entropy MSE to O on retain; "
+               "fp16 round trip",
+    "deviation": "N(w, 0.6^2) on every conv kernel; 9 epochs of class-balanced CE on retain, "
+                 "SGD + cosine; N(w, 0.005^2) on every conv kernel again before the last epoch",
+    "gradient": "probe G = sum grad CE_r(subset) - sum grad CE_f; re-init (He) the 30% "
+                "smallest-|G| entries of each conv kernel; 9 epochs of CE on retain with the "
+                "kept entries' grads x0 (only weight decay moves them), triangular lr",
+    "divergence": "KL(U || f) pass on forget; then 9 x [contrastive forget round (logit "
+                  "similarity to retain, cosine per step), retain CE round (lr x B/64)]",
+}
+"""name -> the preset's own one-line recipe (``--list-methods``, the README table)."""
+
+PAPER_SECTIONS = {"rotate": "§IV-B2", "pruning": "§IV-B4", "deviation": "§IV-B5",
+                  "gradient": "§IV-B6", "divergence": "§IV-B7"}
+"""name -> the section of paper 000 that describes it."""
+
 for _name, (_base, _over) in PRESETS.items():
-    register_preset(_name, _base, **_over)
+    register_preset(_name, _base, summary=SUMMARIES[_name],
+                    paper=f"Comparative Analysis of Machine Unlearning Approaches (000), "
+                          f"{_name.capitalize()} {PAPER_SECTIONS[_name]}",
+                    section="methods-spec §12.6", **_over)
