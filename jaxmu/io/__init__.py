@@ -4,6 +4,7 @@ from jaxmu.io._cache import cache_key, cached_fit
 from jaxmu.io._checkpoint import (
     check_resume,
     latest_step,
+    read_meta,
     restore_checkpoint,
     run_identity,
     save_checkpoint,
@@ -16,6 +17,7 @@ __all__ = [
     "check_resume",
     "latest_step",
     "provenance",
+    "read_meta",
     "restore_checkpoint",
     "run_identity",
     "save_checkpoint",

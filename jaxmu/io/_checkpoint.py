@@ -76,6 +76,20 @@ def restore_checkpoint(
     return out["state"], dict(out["meta"] or {})
 
 
+def read_meta(directory: str | os.PathLike, step: int | None = None) -> dict:
+    """The JSON record of a checkpoint step (default: the last) without its arrays.
+
+    Raises:
+        FileNotFoundError: no checkpoint in ``directory``.
+    """
+    if latest_step(directory) is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}")
+    with _manager(directory) as mngr:
+        step = mngr.latest_step() if step is None else step
+        out = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(out["meta"] or {})
+
+
 def run_identity(key: Any, masks: Any) -> dict[str, Any]:
     """What makes a training run itself, for checkpoint metadata: the key's raw data (and
     the seed when ``key`` is an int) and a SHA-256 of the membership mask(s)."""

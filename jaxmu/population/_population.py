@@ -24,12 +24,13 @@ import numpy as np
 from jaxmu.io import (
     check_resume,
     latest_step,
+    read_meta,
     restore_checkpoint,
     run_identity,
     save_checkpoint,
     versions,
 )
-from jaxmu.population._strategies import map_models, resolve_strategy
+from jaxmu.population._strategies import map_models, padding, resolve_strategy
 from jaxmu.train._fit import TrainConfig, init_keys, train_epoch
 from jaxmu.train._predict import predict_mask
 from jaxmu.train._schedules import epoch_multiplier
@@ -117,6 +118,8 @@ class PopulationFit:
     history: list[dict[str, Any]]
     timings: dict[str, float]
     strategy: str
+    padded_models: int = 0
+    """Models added (and dropped) to fill the device mesh (``sharded``; else 0)."""
 
 
 def _epoch_fn(model, config, n):
@@ -212,7 +215,34 @@ def fit_population(
                             {**meta, "epoch": e + 1, "history": history})
             timings["io_s"] += time.perf_counter() - t0
     bar.close()
-    return PopulationFit(params, state, ids, history, timings, strategy)
+    return PopulationFit(params, state, ids, history, timings, strategy, padding(strategy, m))
+
+
+def save_population(result: PopulationFit, directory: str | Any, model: Model) -> None:
+    """Writes a trained population (or one block of model ids) to ``directory`` (atomic:
+    orbax finalises the step only when complete), for :func:`load_population` in another
+    process, e.g. to merge blocks trained on several hosts without coordination."""
+    save_checkpoint(directory, 0, (result.params, result.model_state),
+                    {"ids": result.ids, "history": result.history, "timings": result.timings,
+                     "strategy": result.strategy, "padded_models": result.padded_models,
+                     "model": model.name})
+
+
+def load_population(directory: str | Any, model: Model) -> PopulationFit:
+    """Reads what :func:`save_population` wrote.
+
+    Raises:
+        FileNotFoundError: nothing saved in ``directory``.
+        ValueError: it holds a population of another model.
+    """
+    meta = read_meta(directory)
+    if meta.get("model", model.name) != model.name:
+        raise ValueError(f"{directory} holds a population of {meta['model']!r}, "
+                         f"not {model.name!r}")
+    like = jax.eval_shape(lambda: init_population(model, 0, meta["ids"]))
+    (params, state), meta = restore_checkpoint(directory, like)
+    return PopulationFit(params, state, list(meta["ids"]), meta["history"], meta["timings"],
+                         meta["strategy"], int(meta.get("padded_models", 0)))
 
 
 def merge_blocks(results: Sequence[PopulationFit]) -> PopulationFit:
@@ -227,7 +257,7 @@ def merge_blocks(results: Sequence[PopulationFit]) -> PopulationFit:
     cat = functools.partial(jax.tree.map, lambda *xs: jnp.concatenate(xs))
     timings = {k: sum(r.timings.get(k, 0.0) for r in rs) for k in rs[0].timings}
     return PopulationFit(cat(*[r.params for r in rs]), cat(*[r.model_state for r in rs]), ids,
-                         [], timings, rs[0].strategy)
+                         [], timings, rs[0].strategy, sum(r.padded_models for r in rs))
 
 
 def unlearn_population(
@@ -251,7 +281,8 @@ def unlearn_population(
         keys: ``[M]`` keys.
 
     Returns:
-        ``(params, model_state, timings)`` with ``compile_s`` and ``run_s``.
+        ``(params, model_state, timings)`` with ``compile_s``, ``run_s``, the resolved
+        ``strategy`` and ``padded_models`` (mesh filler models of ``sharded``, else 0).
     """
     keys = jnp.asarray(keys)
     m = keys.shape[0]
@@ -264,7 +295,8 @@ def unlearn_population(
     t1 = time.perf_counter()
     out = jax.block_until_ready(compiled(params, model_state, splits, keys))
     t2 = time.perf_counter()
-    return out[0], out[1], {"compile_s": t1 - t0, "run_s": t2 - t1, "strategy": strategy}
+    return out[0], out[1], {"compile_s": t1 - t0, "run_s": t2 - t1, "strategy": strategy,
+                            "padded_models": padding(strategy, m)}
 
 
 def predict_population(

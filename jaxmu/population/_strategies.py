@@ -113,11 +113,10 @@ def _sharded(f, in_axes, devices):
 
     devs = devices or jax.devices()
     mesh = Mesh(np.array(devs), ("models",))
-    nd = len(devs)
 
     def run(*args):
         m = num_models(in_axes, args)
-        pad = (-m) % nd
+        pad = padding("sharded", m, devs)
         flat, treedef, axes, mapped = _split_args(in_axes, args)
         if pad:
             mapped = [jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]) for x in mapped]
@@ -138,6 +137,14 @@ def _sharded(f, in_axes, devices):
         return jax.tree.map(lambda x: x[:m], out) if pad else out
 
     return run
+
+
+def padding(strategy: str, m: int, devices: Any = None) -> int:
+    """Models added by ``strategy`` to run ``m`` models: for ``sharded``, copies of model 0
+    that fill M up to a multiple of the device count (computed, then dropped); else 0."""
+    if strategy != "sharded":
+        return 0
+    return (-int(m)) % len(devices or jax.devices())
 
 
 def has_conv(params: Any, stacked: bool = False) -> bool:

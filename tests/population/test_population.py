@@ -15,9 +15,11 @@ from jaxmu.population import (
     auto_strategy,
     balanced_masks,
     fit_population,
+    load_population,
     map_models,
     merge_blocks,
     model_keys,
+    padding,
     predict_population,
     splits_axes,
     stack_splits,
@@ -108,6 +110,39 @@ def test_blocks_merge_equals_one_run_and_resume(tiny, tmp_path):
                        checkpoint_dir=ck, progress=False)
 
 
+@pytest.mark.slow
+def test_blocks_from_separate_processes_merge_to_the_one_process_run(tmp_path):
+    # Multi-host without coordination: each process trains and saves its block of ids;
+    # merging the saved blocks equals training all models in one process.
+    import dataclasses
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _block_worker as w
+
+    worker = str(Path(__file__).parent / "_block_worker.py")
+    blocks = [(0, 4), (4, 6)]
+    procs = [subprocess.Popen([sys.executable, worker, str(tmp_path / f"b{a}"), str(a), str(b)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for a, b in blocks]
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out.decode()[-2000:]
+    loaded = [load_population(tmp_path / f"b{a}", w.MODEL) for a, _ in reversed(blocks)]
+    merged = merge_blocks(loaded)
+    pool, masks = w.design()
+    full = fit_population(w.MODEL, pool, masks, w.ROOT, w.CFG, strategy="vmap", progress=False)
+    assert merged.ids == list(range(w.M))
+    assert _maxdiff(merged.params, full.params) == 0.0
+    assert jax.tree.structure(merged.model_state) == jax.tree.structure(full.model_state)
+    with pytest.raises(ValueError, match="population of 'mlp'"):
+        load_population(tmp_path / "b0", dataclasses.replace(w.MODEL, name="other"))
+    with pytest.raises(FileNotFoundError):
+        load_population(tmp_path / "nothing", w.MODEL)
+
+
 def test_unlearn_population_per_model_splits_and_strategies(tiny):
     model = mlp((8, 8, 1), 10, hidden=(16,))
     n = tiny.pool.size
@@ -133,6 +168,36 @@ def test_unlearn_population_per_model_splits_and_strategies(tiny):
         assert _maxdiff(jax.tree.map(lambda x: x[1], p), ref) < 1e-5
     logits = predict_population(model, outs["vmap"], pop.model_state, tiny.pool, ~train)
     assert logits.shape == (4, n - tiny.n_train, 10)
+
+
+def test_sharded_pads_to_the_device_count_records_it_and_matches_vmap(tiny):
+    # 5 models on 4 devices (conftest): 3 filler models, dropped after; they never change
+    # the real models' results.
+    m = 5
+    assert jax.device_count() == 4
+    model = mlp((8, 8, 1), 10, hidden=(16,))
+    n = tiny.pool.size
+    train = np.arange(n) < tiny.n_train
+    rng = np.random.default_rng(m)
+    forget = np.zeros((m, n), bool)
+    for i in range(m):
+        forget[i, rng.choice(np.flatnonzero(train), 8, replace=False)] = True
+    splits = stack_splits(tiny.pool, forget, train[None] & ~forget, test=~train)
+    masks = np.broadcast_to(train, (m, n))
+    fits = {s: fit_population(model, tiny.pool, masks, 0, TrainConfig(epochs=1, batch_size=16),
+                              strategy=s, progress=False) for s in ("vmap", "sharded")}
+    assert fits["sharded"].padded_models == (-m) % 4 and fits["vmap"].padded_models == 0
+    assert jax.tree.leaves(fits["sharded"].params)[0].shape[0] == m
+    assert _maxdiff(fits["sharded"].params, fits["vmap"].params) < 1e-5
+    meth = get_method("ft", epochs=1, batch_size=16).bind(model)
+    pop = fits["vmap"]
+    out = {s: unlearn_population(meth, pop.params, pop.model_state, splits,
+                                 model_keys(5, range(m)), strategy=s) for s in ("vmap", "sharded")}
+    assert out["sharded"][2]["padded_models"] == (-m) % 4 and out["vmap"][2]["padded_models"] == 0
+    assert _maxdiff(out["sharded"][0], out["vmap"][0]) < 1e-5
+    assert padding("sharded", m, jax.devices()[:2]) == 1
+    assert [padding("sharded", k) for k in (1, 3, 4, 6, 8)] == [3, 1, 0, 2, 0]
+    assert padding("vmap", 3) == 0
 
 
 def test_splits_axes_and_bad_inputs(tiny):
