@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 # argparse with one-line errors on stderr and exit status 2, shared with the experiment CLIs.
-from experiments._cli import ArgumentParser as ArgumentParser
+from jaxmu._argparse import ArgumentParser as ArgumentParser
 
 
 def make_parser(prog: str, description: str) -> ArgumentParser:

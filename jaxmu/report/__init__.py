@@ -4,21 +4,27 @@
 provenance, Table 1 rankings, Table 2 run-time efficiency, per-method metrics with 95% CIs,
 chosen hyperparameters), ``results.csv`` (long format), ``results.json`` (the study, NaN as
 null) and PNG figures. The table builders are public for use in notebooks and papers.
+:func:`combine_studies` ranks several studies (one per dataset and architecture) together,
+Deep Unlearn's Table 1 over settings, and :func:`write_combined_report` writes it
+(``python -m jaxmu.report combine OUT_DIR STUDY [STUDY ...]``).
 
 References:
     Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4, §6, §7, §8.
 """
 
+from jaxmu.report._combine import combine_studies, write_combined_report
 from jaxmu.report._recipes import recipes_markdown
 from jaxmu.report._tables import ranking_table_markdown, rte_table_markdown
 from jaxmu.report._validate import validate_study
 from jaxmu.report._write import csv_rows, write_report
 
 __all__ = [
+    "combine_studies",
     "csv_rows",
     "ranking_table_markdown",
     "recipes_markdown",
     "rte_table_markdown",
     "validate_study",
+    "write_combined_report",
     "write_report",
 ]

@@ -148,6 +148,32 @@ def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
     """
     validate_study(study)
     payload = json.dumps(json_safe(study), indent=2, allow_nan=False) + "\n"
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        written = {name for name, draw in FIGURES if draw(study, tmp / name)}
+        (tmp / "results.json").write_text(payload, encoding="utf-8")
+        (tmp / "results.csv").write_text(_csv_text(study), encoding="utf-8")
+        (tmp / "RECIPES.md").write_text(recipes_markdown(study), encoding="utf-8")
+        (tmp / "report.md").write_text(report_markdown(study, written), encoding="utf-8")
+        names = sorted(written) + ["results.json", "results.csv", "RECIPES.md", "report.md"]
+        return names, [name for name, _ in FIGURES if name not in written]
+
+    return write_dir_atomically(out_dir, build) / "report.md"
+
+
+def write_dir_atomically(out_dir: str | os.PathLike,
+                         build: Callable[[Path], tuple[list[str], list[str]]]) -> Path:
+    """Builds files in a temporary sibling of ``out_dir`` and moves them in.
+
+    ``build(tmp)`` writes the files into ``tmp`` and returns ``(names, stale)``: the
+    names written, in the order to move them (the last one, e.g. report.md, is the one
+    readers open, so it lands last), and names of earlier outputs to delete from an existing
+    ``out_dir``. A new ``out_dir`` appears in one rename; on any error the temporary
+    directory is removed and ``out_dir`` is left as it was.
+
+    Raises:
+        ValueError: ``out_dir`` exists and is not a directory.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir: {str(out_dir)!r} exists and is not a directory")
@@ -156,24 +182,18 @@ def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        written = {name for name, draw in FIGURES if draw(study, tmp / name)}
-        (tmp / "results.json").write_text(payload, encoding="utf-8")
-        (tmp / "results.csv").write_text(_csv_text(study), encoding="utf-8")
-        (tmp / "RECIPES.md").write_text(recipes_markdown(study), encoding="utf-8")
-        (tmp / "report.md").write_text(report_markdown(study, written), encoding="utf-8")
+        names, stale = build(tmp)
         if not out_dir.exists():
             os.replace(tmp, out_dir)
-            return out_dir / "report.md"
-        names = sorted(written) + ["results.json", "results.csv", "RECIPES.md", "report.md"]
+            return out_dir
         for name in names[:-1]:
             os.replace(tmp / name, out_dir / name)
-        for name, _ in FIGURES:
-            if name not in written:
-                (out_dir / name).unlink(missing_ok=True)
-        os.replace(tmp / "report.md", out_dir / "report.md")
+        for name in stale:
+            (out_dir / name).unlink(missing_ok=True)
+        os.replace(tmp / names[-1], out_dir / names[-1])
         tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out_dir / "report.md"
+    return out_dir
 

@@ -176,6 +176,33 @@ def summarize(runs: Sequence[dict[str, Any]], metrics: Sequence[str] | None = No
     return out
 
 
+def setting_name(study: Mapping[str, Any]) -> str:
+    """The label of a study's (dataset, architecture) setting in the ranking rows:
+    ``"<dataset>-<model>"`` (e.g. ``"digits-mlp"``)."""
+    return f"{study['dataset']}-{study['model']}"
+
+
+def ranking_rows(study: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of :func:`rank_methods` of one study: one per (method, final run), the
+    references (:data:`REFERENCES`) left out, ``setting`` = :func:`setting_name`, the run's
+    metrics as row keys (``None``, NaN in a study read back from JSON, becomes NaN)."""
+    setting = setting_name(study)
+    return [{"setting": setting, "method": m, "seed": r["seed"], "usable": r["usable"],
+             **{k: math.nan if x is None else x for k, x in r.get("metrics", {}).items()}}
+            for m, v in study["methods"].items() if m not in REFERENCES for r in v["runs"]]
+
+
+def study_ranking(rows: Sequence[Mapping[str, Any]], seeds: int | None
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """Table 1 on RetDev and on indiscernibility (test MIA) over ``rows``
+    (:func:`ranking_rows` of one or several studies): ``{"retdev": [...], "indisc": [...]}``
+    (:func:`rank_methods`, ``seeds`` runs needed per setting); ``{}`` without rows."""
+    if not rows:
+        return {}
+    return {"retdev": rank_methods(rows, "retdev", seeds=seeds),
+            "indisc": rank_methods(rows, "indisc_test", seeds=seeds)}
+
+
 def _read_json(path: Path) -> Any:
     with open(path) as f:
         return json.load(f)
@@ -342,12 +369,7 @@ def run_benchmark(
     bar.close()
     t_final = time.perf_counter() - t0
 
-    rows = [{"setting": setting, "method": m, "seed": r["seed"], "usable": r["usable"],
-             **r.get("metrics", {})}
-            for m, v in study["methods"].items() if m not in REFERENCES for r in v["runs"]]
-    study["ranking"] = ({"retdev": rank_methods(rows, "retdev", seeds=seeds),
-                         "indisc": rank_methods(rows, "indisc_test", seeds=seeds)}
-                        if rows else {})
+    study["ranking"] = study_ranking(ranking_rows(study), seeds)
     t_ulira = 0.0
     if design is not None:
         t0 = time.perf_counter()
