@@ -38,6 +38,7 @@ def test_train_step_quick_json(capsys):
     assert res["pytorch"] is None  # resnet18 not selected
 
 
+@pytest.mark.slow
 def test_methods_quick_json(capsys, tmp_path):
     rc = methods.main(["--quick", "--json", "--methods", "ft,ct,no_such_method",
                        "--repeats", "1", "--min-time", "0", "--epochs", "2",

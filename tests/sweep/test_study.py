@@ -155,6 +155,7 @@ optuna.create_study(storage=open_storage(db), study_name="s", load_if_exists=Tru
 """
 
 
+@pytest.mark.slow
 def test_workers_opening_a_fresh_database_at_once_all_succeed(tmp_path):
     # Regression: two workers started together on a new SQLite file raced on the schema
     # (UNIQUE constraint failed: alembic_version); the loser now retries.
@@ -254,6 +255,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert 6 <= len(done) <= 7 and len(set(numbers)) == len(numbers)
 
 
+@pytest.mark.slow
 def test_benchmark_end_to_end_and_resume(tmp_path):
     s = splits()
     ds = s.pool
