@@ -17,6 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from jaxmu._argparse import ArgumentParser
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # name: (default model, original-training epochs, batch size)
@@ -31,15 +33,6 @@ DEFAULTS = {
 
 class UsageError(Exception):
     """A bad argument: reported in one line, exit code 2."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors (invalid choice, bad type, unknown flag, ...) are one line on
-    stderr, ``PROG: error: MESSAGE``, and exit status 2 (no usage block); ``--help`` is
-    unchanged. The benchmark CLIs use it too (``benchmarks._common``)."""
-
-    def error(self, message: str):  # noqa: D102
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def build_parser(dataset: str) -> ArgumentParser:
@@ -86,6 +79,12 @@ def build_parser(dataset: str) -> ArgumentParser:
     p.add_argument("--shadows", type=int, default=64, help="--eval ulira: shadow originals")
     p.add_argument("--forget-sets", type=int, default=10,
                    help="--eval ulira: forget sets per shadow")
+    p.add_argument("--ulira-flip", action="store_true",
+                   help="--eval ulira: also score horizontally flipped images (the "
+                        "statistic averaged over both views)")
+    p.add_argument("--ulira-variant", default="online", choices=("online", "offline"),
+                   help="--eval ulira: likelihood ratio of both worlds (online, default) or a "
+                        "one-sided test against the never-seen world (offline)")
     p.add_argument("--strategy", default="auto",
                    choices=("auto", "vmap", "chunked", "sequential", "sharded"),
                    help="population strategy (results do not depend on it)")
@@ -176,6 +175,9 @@ def _check_args(a: argparse.Namespace) -> None:
         if a.eval == "fscore":
             raise UsageError("--benchmark takes --eval ulira (U-LiRA of every method), "
                              "not --eval fscore")
+        if a.ulira_flip or a.ulira_variant != "online":
+            raise UsageError("--ulira-flip and --ulira-variant apply to --eval ulira of one "
+                             "method; --benchmark uses the defaults (online, no flip)")
         for m in _methods(a):
             if m not in list_methods():
                 raise UsageError(f"unknown method {m!r} in --methods; valid: "
@@ -418,6 +420,7 @@ def _population_eval(a, model, splits, original, method, recipe, cache, progress
                                cache_dir=cache, progress=progress)
     return ulira_pipeline(model, splits, bound, num_shadows=a.shadows,
                           num_forget_sets=a.forget_sets, forget_fraction=a.forget_fraction,
+                          flip=a.ulira_flip, variant=a.ulira_variant,
                           seed=a.seed, config=recipe, strategy=a.strategy, chunk=a.chunk,
                           cache_dir=cache, progress=progress)
 
@@ -454,7 +457,9 @@ def _population_summary(record: dict[str, Any]) -> str:
     u = record["ulira"]
     ci = u.get("ulira_accuracy_ci")
     ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-    return (f"U-LiRA ({u['num_shadows']} shadows x {u['num_forget_sets']} forget sets, "
+    mode = ("offline, " if u.get("variant") == "offline" else "") + (
+        "flip, " if u.get("flip") else "")
+    return (f"U-LiRA ({mode}{u['num_shadows']} shadows x {u['num_forget_sets']} forget sets, "
             f"{u['num_targets']} held-out targets): accuracy {u['ulira_accuracy']:.3f}{ci_s} "
             f"(0.5 = perfect unlearning), best-threshold {u['ulira_best_acc']:.3f}, "
             f"AUC {u['auc']:.3f}, TPR@1%FPR {u['tpr_at_1fpr']:.3f}")

@@ -26,6 +26,8 @@ FAST = ["--epochs", "2", "--no-mia", "--quiet", "--cache-dir", ""]
     ["--benchmark", "--seeds", "0"],
     ["--benchmark", "--trial-batch", "0"],
     ["--benchmark", "--eval", "fscore"],
+    ["--benchmark", "--eval", "ulira", "--ulira-variant", "offline"],
+    ["--benchmark", "--eval", "ulira", "--ulira-flip"],
     ["--deletion-ratios", "0.1,1.5"],
     ["--deletion-ratios", "0.1,x"],
     ["--deletion-ratios", "0.1", "--forget-scenario", "classwise:3"],
@@ -36,6 +38,7 @@ FAST = ["--epochs", "2", "--no-mia", "--quiet", "--cache-dir", ""]
     # detected by argparse itself: invalid choice, bad type, unknown flag, missing value
     ["--model", "nope"],
     ["--strategy", "fast"],
+    ["--ulira-variant", "nope"],
     ["--seed", "x"],
     ["--forget-fraction", "half"],
     ["--nope"],
@@ -110,6 +113,26 @@ def test_digits_run_is_reproducible(tmp_path, capsys):
     assert rec["seed"] == 0 and rec["hparams"]["epochs"] == 1
     assert 0 <= rec["metrics"]["fa"] <= 1 and rec["timings"]["unlearned_s"] > 0
 
+
+@pytest.mark.parametrize("flags, flip, variant", [
+    ([], False, "online"),
+    (["--ulira-flip", "--ulira-variant", "offline"], True, "offline"),
+])
+def test_ulira_flags_reach_the_pipeline(monkeypatch, flags, flip, variant):
+    import jaxmu.population
+    from experiments._cli import _population_eval, build_parser
+    from jaxmu.methods import get_method
+    from jaxmu.models import mlp
+
+    seen = {}
+    monkeypatch.setattr(jaxmu.population, "ulira_pipeline",
+                        lambda *args, **kw: seen.update(kw) or {"ok": True})
+    a = build_parser("digits").parse_args(["--eval", "ulira", *flags])
+    assert (vars(a)["ulira_flip"], vars(a)["ulira_variant"]) == (flip, variant)  # in config
+    model = mlp((8, 8, 1), 10, hidden=(4,))
+    assert _population_eval(a, model, None, None, get_method("ft"), None, None,
+                            False) == {"ok": True}
+    assert (seen["flip"], seen["variant"]) == (flip, variant)
 
 
 def test_deletion_ratio_cli(tmp_path, capsys):

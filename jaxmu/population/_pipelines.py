@@ -16,16 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmu.io import cache_key, latest_step, restore_checkpoint, save_checkpoint
+from jaxmu.io import cache_key, latest_step
 from jaxmu.metrics import bootstrap_ci, competition_score, forget_quality, membership_statistic
 from jaxmu.metrics import ulira as ulira_metric
 from jaxmu.population._population import (
     PopulationFit,
     balanced_masks,
     fit_population,
-    init_population,
+    load_population,
     model_keys,
     predict_population,
+    save_population,
     stack_splits,
     unlearn_population,
 )
@@ -45,15 +46,10 @@ def cached_fit_population(cache_dir: str | None, model: Model, pool: Any, masks:
     key = f"{tag}_{masks.shape[0]}_{cache_key(pool, masks, model, config, root)}"
     final = Path(cache_dir) / key / "final"
     if latest_step(final) is not None:
-        like = jax.eval_shape(lambda: init_population(model, root, range(masks.shape[0])))
-        (params, state), meta = restore_checkpoint(final, like)
-        return PopulationFit(params, state, list(meta["ids"]), meta["history"],
-                             meta["timings"], meta["strategy"])
+        return load_population(final, model)
     r = fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
                        progress=progress, checkpoint_dir=str(Path(cache_dir) / key / "epochs"))
-    save_checkpoint(final, 0, (r.params, r.model_state),
-                    {"ids": r.ids, "history": r.history, "timings": r.timings,
-                     "strategy": r.strategy})
+    save_population(r, final, model)
     return r
 
 
@@ -293,6 +289,8 @@ def ulira_pipeline(
     forget_fraction: float = 0.1,
     num_targets: int | None = None,
     statistic: str = "confidence",
+    flip: bool = False,
+    variant: str = "online",
     seed: int = 0,
     config: TrainConfig = TrainConfig(),
     strategy: str = "auto",
@@ -311,12 +309,28 @@ def ulira_pipeline(
     Gaussian fits; each target run scores its forget set (positives) against an equal-size
     random sample of its never-seen examples (negatives).
 
+    Args:
+        statistic: "confidence" (logit-scaled confidence) or "correctness"
+            (:func:`jaxmu.metrics.membership_statistic`).
+        flip: also score the horizontally flipped candidate images (the pool's uint8 images
+            mirrored along their width, then normalised as usual): the statistic gets an
+            augmentation axis ``[runs, N, 2]`` (original, flipped) and the metric averages
+            the per-augmentation log-ratios. False (default) scores the images as they are.
+        variant: "online" (default; likelihood ratio of the H1 and H0 fits) or "offline"
+            (one-sided test against the H0 fit only; its threshold-0 accuracy saturates near
+            0.75, read ``auc`` / ``ulira_best_acc``), see :func:`jaxmu.metrics.ulira`.
+
     Returns:
         The :func:`jaxmu.metrics.ulira` report (``ulira_accuracy``, ``ulira_best_acc``,
         ``auc``, TPR at 1% / 0.1% FPR, each with a ``*_ci`` percentile bootstrap CI over
         target runs when ``n_bootstrap > 0``; per-example accuracy distribution) plus
-        timings and the design sizes.
+        timings, the design sizes, ``statistic``, ``flip`` and ``variant``.
+
+    Raises:
+        ValueError: an unknown ``variant``, or ``num_targets`` out of range.
     """
+    if variant not in ("online", "offline"):
+        raise ValueError(f"variant: expected 'online' or 'offline', got {variant!r}")
     m_sh, k_f = num_shadows, num_forget_sets
     t_ = num_targets if num_targets is not None else max(2, m_sh // 8)
     if not 1 <= t_ < m_sh - 1:
@@ -341,7 +355,13 @@ def ulira_pipeline(
     cand = jnp.asarray(design.candidates)
     logits = predict_population(model, pu, su, pool, cand, strategy=strategy, chunk=chunk)
     y = np.asarray(pool.y)[design.candidates]
-    stats = membership_statistic(np.asarray(logits), y, kind=statistic)  # [M*K, Nc]
+    if flip:  # NHWC: mirror the width axis; per-channel normalisation commutes with it
+        mirrored = dataclasses.replace(pool, x=jnp.flip(pool.x, axis=2))
+        flipped = predict_population(model, pu, su, mirrored, cand, strategy=strategy,
+                                     chunk=chunk)
+        logits = jnp.stack([logits, flipped], axis=2)  # [M*K, Nc, 2, C]
+        y = y[:, None]
+    stats = membership_statistic(np.asarray(logits), y, kind=statistic)  # [M*K, Nc(, 2)]
     h1 = forget[:, design.candidates]
     h0 = out[:, design.candidates]
     n_sh = (m_sh - t_) * k_f
@@ -352,11 +372,13 @@ def ulira_pipeline(
         tmask[i, rng.choice(neg, min(neg.size, int(h1[n_sh + i].sum())), replace=False)] = True
     rep_ = ulira_metric(stats[:n_sh], stats[:n_sh], stats[n_sh:], h1[n_sh:],
                         shadow_unlearned_mask=h1[:n_sh], shadow_retrained_mask=h0[:n_sh],
-                        target_mask=tmask, n_bootstrap=n_bootstrap, seed=seed)
+                        target_mask=tmask, online=variant == "online",
+                        n_bootstrap=n_bootstrap, seed=seed)
     rep_ = {k: v for k, v in rep_.items() if k != "scores"}
     rep_.update({
         "num_shadows": m_sh, "num_forget_sets": k_f, "num_targets": t_,
-        "forget_size": int(forget[0].sum()), "statistic": statistic,
+        "forget_size": int(forget[0].sum()), "statistic": statistic, "flip": bool(flip),
+        "variant": variant,
         "timings": {"originals_s": t_orig, "unlearn_compile_s": tu["compile_s"],
                     "unlearn_run_s": tu["run_s"], "strategy": tu["strategy"]},
     })
