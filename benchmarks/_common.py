@@ -298,6 +298,20 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
         print(to_json(result), flush=True)
 
 
+def finish(result: dict[str, Any], text: str, args: argparse.Namespace, stem: str) -> int:
+    """Prints the rendered ``text``; with ``--out DIR`` also writes ``DIR/<stem>.md`` and
+    ``DIR/<stem>.json``; with ``--json`` prints the result as the last stdout line."""
+    print(text, flush=True)
+    if getattr(args, "out", None) is not None:
+        from jaxmu.io import write_json
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{stem}.md").write_text(text + "\n")
+        write_json(args.out / f"{stem}.json", _finite(result))
+    emit(result, args.json)
+    return 0
+
+
 def log(msg: str) -> None:
     """Progress to stderr (keeps stdout for the table and the JSON line)."""
     print(msg, file=sys.stderr, flush=True)

@@ -212,16 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": sweep,
         "sequential": seq,
     }
-    text = render(res)
-    print(text, flush=True)
-    if args.out is not None:
-        from jaxmu.io import write_json
-
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"deletion_{args.model}.md").write_text(text + "\n")
-        write_json(args.out / f"deletion_{args.model}.json", C._finite(res))
-    C.emit(res, args.json)
-    return 0
+    return C.finish(res, render(res), args, f"deletion_{args.model}")
 
 
 if __name__ == "__main__":
