@@ -65,7 +65,8 @@ def build_parser(dataset: str) -> ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.15, help="val fraction (0, 1)")
     p.add_argument("--forget-scenario", default="random",
                    help=f"forget-set scenario: {', '.join(SCENARIOS)}")
-    p.add_argument("--data-dir", default=None, help="tfds data dir (prepared offline)")
+    p.add_argument("--data-dir", default=None,
+                   help="data folder: IDX files (mnist, fashion_mnist) or a tfds data dir")
     p.add_argument("--out", default="results", help="output directory for the JSON result")
     p.add_argument("--cache-dir", default=".jaxmu_cache",
                    help="cache of trained O/R models ('' disables)")
@@ -212,7 +213,7 @@ def run_scenario(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
 
     try:
         ds = load_dataset(dataset, a.data_dir)
-    except DataNotFoundError as e:
+    except (DataNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     model = get_model(a.model, ds.pool.num_classes, ds.pool.image_shape)
     recipe = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
@@ -293,7 +294,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         raise UsageError(str(e)) from None
     try:
         ds = load_dataset(dataset, a.data_dir)
-    except DataNotFoundError as e:
+    except (DataNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     try:
         splits = scenario_splits(ds, a.forget_scenario, forget_fraction=a.forget_fraction,

@@ -1,4 +1,8 @@
-"""`python -m experiments.mnist`: unlearning on mnist (see experiments/_cli.py)."""
+"""`python -m experiments.mnist`: unlearning on mnist (see experiments/_cli.py).
+
+The data comes from the four MNIST IDX files (raw or ``.gz``) or tfds data in
+``--data-dir``, else from tfds' default folder.
+"""
 
 import sys
 

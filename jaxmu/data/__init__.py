@@ -1,11 +1,9 @@
-"""Datasets (digits embedded; tfds; user .npz), split builders and augmentation.
-
-References:
-    methods-spec §2.1-§2.2, §12.8.
-"""
+"""Datasets (digits embedded; IDX files; tfds; user .npz), split builders and augmentation."""
 
 from jaxmu.data._augment import augment
 from jaxmu.data._dataset import DataNotFoundError, Dataset, load_digits, make_dataset
+from jaxmu.data._idx import IDX_DATASETS, find_idx_files, load_idx, read_idx, write_idx
+from jaxmu.data._load import DATASETS, SYSTEM_IDX_DIRS, load_dataset
 from jaxmu.data._splits import (
     DEFAULT_SPLIT_SEED,
     SCENARIOS,
@@ -16,25 +14,31 @@ from jaxmu.data._splits import (
     scenario_splits,
     targeted_splits,
 )
-from jaxmu.data._tfds import DATASETS, TFDS_SPECS, load_dataset, load_npz, load_tfds
+from jaxmu.data._tfds import TFDS_SPECS, load_npz, load_tfds
 
 __all__ = [
     "DATASETS",
     "DEFAULT_SPLIT_SEED",
     "DataNotFoundError",
     "Dataset",
+    "IDX_DATASETS",
     "SCENARIOS",
+    "SYSTEM_IDX_DIRS",
     "TFDS_SPECS",
     "augment",
     "classwise_splits",
+    "find_idx_files",
     "label_skewed_splits",
     "load_dataset",
     "load_digits",
+    "load_idx",
     "load_npz",
     "load_tfds",
     "make_dataset",
     "random_splits",
+    "read_idx",
     "red_dominance",
     "scenario_splits",
     "targeted_splits",
+    "write_idx",
 ]

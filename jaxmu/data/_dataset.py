@@ -7,6 +7,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmu.data._validate import as_images, as_labels
 from jaxmu.types import Pool
 
 
@@ -46,52 +47,56 @@ def make_dataset(
     std: tuple[float, ...] | None = None,
     hflip: bool = True,
     crop_pad: int = 4,
+    source: str | None = None,
 ) -> Dataset:
-    """Builds a validated :class:`Dataset` from uint8 NHWC (or NHW) arrays.
+    """Builds a validated :class:`Dataset`: the train part first, then the test part.
 
-    ``mean``/``std`` default to the per-channel statistics of the train images.
+    Images are ``[N, H, W]`` (grayscale) or ``[N, H, W, C]``: uint8, integers in [0, 255],
+    or finite floats in [0, 1] (scaled by 255) or [0, 255], converted to uint8 by rounding.
+    Labels are integers in ``[0, num_classes)``, one per image. Both parts must be
+    non-empty and share the image shape.
+
+    Args:
+        x_train, y_train, x_test, y_test: the official train and test parts.
+        name: dataset name (``Pool.name``).
+        num_classes: number of classes; default: the largest label + 1.
+        mean, std: per-channel normalisation; default: the train images' statistics.
+        hflip, crop_pad: training augmentation (see :func:`jaxmu.data.augment`).
+        source: where the arrays come from (a file or folder); error messages start with it.
+
+    Raises:
+        ValueError: invalid arrays; the one-line message names ``source`` and the problem.
     """
-    xs = []
-    for part, x in (("x_train", x_train), ("x_test", x_test)):
-        x = np.asarray(x)
-        if x.ndim == 3:
-            x = x[..., None]
-        if x.ndim != 4:
-            raise ValueError(f"{part} must be [N, H, W] or [N, H, W, C], got shape {x.shape}")
-        if x.dtype != np.uint8:
-            if np.issubdtype(x.dtype, np.floating) and x.size and x.min() >= 0 and x.max() <= 1:
-                x = np.round(x * 255)
-            if x.size and (x.min() < 0 or x.max() > 255):
-                raise ValueError(f"{part} values must lie in [0, 255] (or [0, 1] floats)")
-            x = x.astype(np.uint8)
-        xs.append(x)
-    x_train, x_test = xs
+    at = f"{source}: " if source else ""
+    x_train = as_images(x_train, f"{at}x_train")
+    x_test = as_images(x_test, f"{at}x_test")
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(
-            f"train/test image shapes differ: {x_train.shape[1:]} vs {x_test.shape[1:]}")
-    y_train = np.asarray(y_train).astype(np.int64).reshape(-1)
-    y_test = np.asarray(y_test).astype(np.int64).reshape(-1)
-    if len(y_train) != len(x_train) or len(y_test) != len(x_test):
-        raise ValueError("x and y lengths differ")
-    if len(x_train) == 0:
-        raise ValueError("the train set is empty")
+        raise ValueError(f"{at}train/test image shapes differ: {x_train.shape[1:]} vs "
+                         f"{x_test.shape[1:]}")
+    y_train = as_labels(y_train, len(x_train), num_classes, f"{at}y_train", "x_train")
+    y_test = as_labels(y_test, len(x_test), num_classes, f"{at}y_test", "x_test")
+    for part, x in (("train", x_train), ("test", x_test)):
+        if len(x) == 0:
+            raise ValueError(f"{at}the {part} set is empty")
     if num_classes is None:
-        num_classes = int(max(y_train.max(), y_test.max() if y_test.size else 0)) + 1
+        num_classes = int(max(y_train.max(), y_test.max())) + 1
     if mean is None or std is None:
         f = x_train.astype(np.float64) / 255.0
         mean = tuple(float(v) for v in f.mean(axis=(0, 1, 2)))
         std = tuple(float(max(v, 1e-3)) for v in f.std(axis=(0, 1, 2)))
-    pool = Pool(
-        x=jnp.asarray(np.concatenate([x_train, x_test])),
-        y=jnp.asarray(np.concatenate([y_train, y_test]).astype(np.int32)),
-        num_classes=int(num_classes),
-        mean=tuple(mean),
-        std=tuple(std),
-        name=name,
-        hflip=hflip,
-        crop_pad=crop_pad,
-    )
-    pool.validate()
+    try:
+        pool = Pool(
+            x=jnp.asarray(np.concatenate([x_train, x_test])),
+            y=jnp.asarray(np.concatenate([y_train, y_test]).astype(np.int32)),
+            num_classes=int(num_classes),
+            mean=tuple(mean),
+            std=tuple(std),
+            name=name,
+            hflip=hflip,
+            crop_pad=crop_pad,
+        ).validate()
+    except ValueError as e:
+        raise ValueError(f"{at}{e}") from None
     return Dataset(pool=pool, n_train=len(x_train))
 
 

@@ -27,10 +27,23 @@ def _check_fraction(name: str, f: float, *, allow_one: bool = False) -> None:
         raise ValueError(f"{name} must lie in (0, 1{']' if allow_one else ')'}, got {f}")
 
 
+def _split_off(idx: np.ndarray, fraction: float, name: str, taken: str, left: str,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``train_test_split(idx, test_size=fraction)`` -> (left part, taken part), both
+    non-empty, or a one-line ValueError naming the set that would be empty."""
+    n_taken = int(np.ceil(fraction * len(idx)))  # sklearn's rounding
+    if n_taken == 0 or n_taken >= len(idx):
+        empty = taken if n_taken == 0 else left
+        raise ValueError(f"{name} {fraction} of {len(idx)} examples leaves the {empty} set "
+                         "empty; the dataset is too small for these fractions")
+    rest, part = train_test_split(idx, test_size=fraction, random_state=seed)
+    return rest, part
+
+
 def _train_val(ds: Dataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     _check_fraction("val_fraction", val_fraction)
     idx = np.arange(ds.n_train)
-    train, val = train_test_split(idx, test_size=val_fraction, random_state=seed)
+    train, val = _split_off(idx, val_fraction, "val_fraction", "val", "train", seed)
     return np.sort(train), np.sort(val)
 
 
@@ -53,7 +66,7 @@ def random_splits(
     """
     _check_fraction("forget_fraction", forget_fraction)
     train, val = _train_val(ds, val_fraction, seed)
-    _, forget = train_test_split(train, test_size=forget_fraction, random_state=seed)
+    _, forget = _split_off(train, forget_fraction, "forget_fraction", "forget", "retain", seed)
     return _finish(ds, train, forget, val)
 
 

@@ -1,8 +1,8 @@
 """Loaders for tfds datasets (mnist, fashion_mnist, cifar10, cifar100) and user ``.npz`` files.
 
-Images go to the pool as uint8; normalisation and augmentation follow Deep Unlearn
-(methods-spec §2.1): CIFAR random crop (pad 4) + flip; MNIST/FashionMNIST are replicated to
-RGB, resized 28 -> 32 and (as in the reference) horizontally flipped during training.
+Images go to the pool as uint8; normalisation and augmentation follow Deep Unlearn: CIFAR
+random crop (pad 4) + flip; MNIST/FashionMNIST are replicated to RGB, resized 28 -> 32 and
+(as in the reference) horizontally flipped during training, with no random crop.
 Nothing is downloaded: tfds is called with ``download=False``; missing data raises
 :class:`DataNotFoundError` with a one-line recipe.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmu.data._dataset import DataNotFoundError, Dataset, load_digits, make_dataset
+from jaxmu.data._dataset import DataNotFoundError, Dataset, make_dataset
+from jaxmu.data._validate import as_images, as_labels
 
 # name: (num_classes, mean, std, hflip, crop_pad, grey_to_rgb_32)
 TFDS_SPECS = {
@@ -27,7 +28,6 @@ TFDS_SPECS = {
     "mnist": (10, (0.1307,) * 3, (0.3081,) * 3, True, 0, True),
     "fashion_mnist": (10, (0.2860,) * 3, (0.3530,) * 3, True, 0, True),
 }
-DATASETS = ("digits", *TFDS_SPECS)
 
 
 def _howto(name: str, data_dir: str | None) -> str:
@@ -39,7 +39,7 @@ def _howto(name: str, data_dir: str | None) -> str:
     )
 
 
-def _resize_grey_to_rgb32(x: np.ndarray) -> np.ndarray:
+def grey_to_rgb32(x: np.ndarray) -> np.ndarray:
     """[N, 28, 28, 1] uint8 -> [N, 32, 32, 3] uint8, bilinear (torchvision Resize(32))."""
     import jax
     import jax.numpy as jnp
@@ -107,10 +107,11 @@ def load_tfds(name: str, data_dir: str | None = None) -> Dataset:
     (x_tr, y_tr), (x_te, y_te) = parts
     num_classes, mean, std, hflip, crop_pad, grey = TFDS_SPECS[name]
     if grey:
-        x_tr, x_te = _resize_grey_to_rgb32(x_tr), _resize_grey_to_rgb32(x_te)
+        x_tr, x_te = grey_to_rgb32(x_tr), grey_to_rgb32(x_te)
     return make_dataset(
         x_tr, y_tr, x_te, y_te, name=name, num_classes=num_classes, mean=mean, std=std,
         hflip=hflip, crop_pad=crop_pad,
+        source=f"tfds {name} in {data_dir or '~/tensorflow_datasets'}",
     )
 
 
@@ -146,35 +147,42 @@ def load_npz(
 ) -> Dataset:
     """Loads a user ``.npz`` with ``x``, ``y`` and optionally ``x_test``, ``y_test``.
 
-    ``x`` is uint8 ``[N, H, W(, C)]`` (floats in [0, 1] are accepted). Without a test part,
-    a stratified ``test_fraction`` of the data (seed 0) becomes the test set. Use this for
-    air-gapped machines and for datasets tfds does not ship (UTKFace, CelebA, FER).
+    ``x`` is ``[N, H, W]`` (grayscale) or ``[N, H, W, C]``: uint8, integers in [0, 255], or
+    finite floats in [0, 1] (scaled by 255) or [0, 255], rounded to uint8. ``y`` holds one
+    integer label in ``[0, num_classes)`` per image. Without a test part, a stratified
+    ``test_fraction`` of the data (seed 0) becomes the test set. Use this for air-gapped
+    machines and for datasets tfds does not ship (UTKFace, CelebA, FER).
+
+    Raises:
+        DataNotFoundError: the file does not exist.
+        ValueError: an unreadable file or invalid arrays (unequal lengths, NaN, values out
+            of range, labels out of range, an empty part); the one-line message names the
+            file and the problem, and nothing is loaded.
     """
     p = Path(path)
     if not p.is_file():
         raise DataNotFoundError(f"npz file {p} does not exist")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     x, y, x_te, y_te = _read_npz(p)
-    if x_te is None:
+    x = as_images(x, f"{p}: x")
+    y = as_labels(y, len(x), num_classes, f"{p}: y", "x")
+    if x_te is not None:
+        x_te = as_images(x_te, f"{p}: x_test")
+        y_te = as_labels(y_te, len(x_te), num_classes, f"{p}: y_test", "x_test")
+    else:
         from sklearn.model_selection import train_test_split
 
-        if not 0 < test_fraction < 1:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         idx = np.arange(len(y))
-        tr, te = train_test_split(idx, test_size=test_fraction, random_state=0, stratify=y)
+        try:
+            tr, te = train_test_split(idx, test_size=test_fraction, random_state=0, stratify=y)
+        except ValueError as e:
+            raise ValueError(f"{p}: cannot split off a stratified test part of "
+                             f"{test_fraction} from {len(y)} examples ({' '.join(str(e).split())})"
+                             ) from None
         tr, te = np.sort(tr), np.sort(te)
         x, y, x_te, y_te = x[tr], y[tr], x[te], y[te]
     return make_dataset(
         x, y, x_te, y_te, name=name or p.stem, num_classes=num_classes, hflip=hflip,
-        crop_pad=crop_pad,
+        crop_pad=crop_pad, source=str(p),
     )
-
-
-def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Loads a dataset by name: ``digits`` (embedded), a tfds name, or a path to an ``.npz``."""
-    if name == "digits":
-        return load_digits()
-    if name in TFDS_SPECS:
-        return load_tfds(name, data_dir)
-    if name.endswith(".npz"):
-        return load_npz(name)
-    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)} or a .npz path")

@@ -340,10 +340,15 @@ def test_make_dataset_nhw_floats_and_stats():
 @pytest.mark.parametrize("kw,match", [
     (dict(x_train=np.zeros((2, 3), np.uint8)), r"x_train must be \[N, H, W\]"),
     (dict(x_test=np.zeros((1, 3, 2, 1), np.uint8)), "train/test image shapes differ"),
-    (dict(x_train=np.full((2, 2, 2), 300.0)), r"values must lie in \[0, 255\]"),
-    (dict(x_train=np.full((2, 2, 2), -0.5)), r"values must lie in \[0, 255\]"),
-    (dict(y_train=[0, 1, 1]), "x and y lengths differ"),
-    (dict(x_train=np.zeros((0, 2, 2), np.uint8), y_train=[]), "train set is empty"),
+    (dict(x_train=np.full((2, 2, 2), 300.0)), r"^x_train values lie in \[300, 300\]; images "),
+    (dict(x_train=np.full((2, 2, 2), -0.5)), r"^x_train values lie in \[-0.5, -0.5\]"),
+    (dict(y_train=[0, 1, 1]), r"^y_train has 3 labels for 2 images in x_train$"),
+    (dict(x_train=np.zeros((0, 2, 2), np.uint8), y_train=[]), "^the train set is empty$"),
+    (dict(x_test=np.zeros((0, 2, 2), np.uint8), y_test=[]), "^the test set is empty$"),
+    (dict(x_train=np.zeros((2, 2, 2), bool)), "^x_train has dtype bool; images must be"),
+    (dict(y_train=[0.0, 1.5]), "^y_train must hold integer class labels, got non-integer"),
+    (dict(y_test=[-1]), r"^y_test labels lie in \[-1, -1\]; expected \[0, inf\)$"),
+    (dict(y_train=np.zeros((2, 2), int)), r"^y_train must be a 1-d array of class labels"),
 ])
 def test_make_dataset_errors(kw, match):
     base = dict(x_train=np.zeros((2, 2, 2), np.uint8), y_train=[0, 1],
@@ -415,7 +420,7 @@ def test_load_npz_bad_files(tmp_path):
     with pytest.raises(ValueError, match="single .npy array"):
         load_npz(tmp_path / "arr.npy")
     bad = _save(tmp_path / "neg.npz", x=-np.ones((10, 2, 2)), y=np.arange(10) % 2)
-    with pytest.raises(ValueError, match=r"values must lie in \[0, 255\]"):
+    with pytest.raises(ValueError, match=r"neg.npz: x values lie in \[-1, -1\]; images"):
         load_npz(bad)
 
 
@@ -471,6 +476,7 @@ def test_load_tfds_mnist_is_32x32_rgb(tfds_dir):
     assert ds.pool.x.shape == (N_TR + N_TE, 32, 32, 3) and ds.pool.x.dtype == jnp.uint8
     assert ds.pool.mean == (0.1307,) * 3 and (ds.pool.hflip, ds.pool.crop_pad) == (True, 0)
     _check_tfds_content(ds)  # a constant 28x28 image resizes to the same constant
+    assert load_dataset("mnist", tfds_dir).n_train == N_TR  # no IDX files there: tfds
 
 
 def test_load_tfds_missing_dataset(tfds_dir, tmp_path):
