@@ -4,7 +4,8 @@
   attack, forget vs a reference split (test: T-MIA; val: Val-MIA).
 * :func:`indiscernibility` / :func:`discernibility`.
 * :func:`classifier_mia`: SFTC's attack trained on logits of retain (member) vs test
-  (non-member) and applied to the forget set.
+  (non-member) and applied to the forget set (``faithful=True``: the authors' code, with
+  softmax features, per-class balancing, 5-fold CV and CatBoost).
 * :func:`feature_mia`: the SalUn-line ``SVC_MIA`` with the correctness, confidence, entropy,
   modified-entropy and probability features (paper 001, Table 1).
 
@@ -18,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -26,9 +28,11 @@ from sklearn import model_selection
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
+from sklearn.utils import shuffle as sk_shuffle
 
 from jaxmu.metrics import _checks
 from jaxmu.metrics._accuracy import _logits_labels, log_softmax
+from jaxmu.metrics._distances import _softmax_f32
 from jaxmu.metrics._typing import Logits, Logits2D, PerExample
 
 FEATURES = ("correctness", "confidence", "entropy", "m_entropy", "prob")
@@ -160,8 +164,9 @@ def _estimator(classifier: Any, seed: int, default: str):
         try:
             from catboost import CatBoostClassifier
         except ImportError:
-            raise ValueError("classifier='catboost' needs the catboost package, which is not "
-                             f"installed; use classifier='{default}'") from None
+            raise ValueError("classifier='catboost' needs the catboost package (pip install "
+                             f"'jaxmu[catboost]'), which is not installed; use "
+                             f"classifier='{default}'") from None
         return CatBoostClassifier(random_seed=seed, verbose=False)
     raise ValueError(f"classifier: unknown name {classifier!r} (hgb, svc, logreg, catboost)")
 
@@ -184,28 +189,54 @@ def classifier_mia(
     test_logits: Logits2D,
     forget_logits: Logits2D,
     *,
-    classifier: Any = "hgb",
+    classifier: Any = None,
     seed: int = 0,
     max_samples: int | None = None,
+    faithful: bool = False,
+    retain_labels: ArrayLike | None = None,
+    test_labels: ArrayLike | None = None,
 ) -> float:
-    """SFTC's MIA: fraction of forget examples an attacker on logits calls non-members.
+    """SFTC's MIA: fraction of forget examples an attacker calls non-members (eq. 9).
 
-    The attacker is trained on a balanced random sample of retain (member, label 1) and test
-    (non-member, label 0) logit vectors, then applied to the forget set; returns
-    ``TN / |D_f|``. Higher means the forget set looks unseen.
+    Default: the attacker is trained on a balanced random sample of retain (member, label 1)
+    and test (non-member, label 0) **logit** vectors, then applied to the forget set;
+    returns ``TN / |D_f|``. Higher means the forget set looks unseen.
+
+    ``faithful=True`` reproduces the authors' code (``membership_inference`` in
+    ``utils/unlearning_metrics.py``):
+
+    1. Per-class balancing: for every class ``k`` (ascending, as the code's set of small
+       integer class ids iterates), ``min(#retain_k, #test_k)`` examples of each split are
+       drawn with Python's ``random.sample`` from a ``random.Random(seed)`` stream (retain
+       first, then test, class by class; the code seeds the global ``random`` with
+       ``random_state=0``), in the order the examples are given.
+    2. Features: the **softmax probabilities** (float32), not the logits.
+    3. The training rows (retain then test) are shuffled with
+       ``sklearn.utils.shuffle(random_state=42)`` and split by ``StratifiedKFold(5)`` (no
+       shuffle); an attacker fitted on each fold's training part labels the forget set, and
+       the result is the mean over the 5 fold models of ``TN / |D_f|``.
+    4. The attacker is ``CatBoostClassifier(verbose=0, random_state=42)`` (needs the
+       ``catboost`` extra; without it this raises a ValueError, pass ``classifier="hgb"``
+       for the same protocol with scikit-learn's gradient boosting).
 
     Args:
         retain_logits, test_logits, forget_logits: ``[n, K]`` logits of the evaluated model.
-        classifier: "hgb" (scikit-learn ``HistGradientBoostingClassifier``, default),
-            "catboost" (the paper's choice; needs catboost), "svc", "logreg", or any object
-            with ``fit``/``predict``.
-        seed: sampling and classifier seed. max_samples: cap per class for the training set.
+        classifier: "hgb" (scikit-learn ``HistGradientBoostingClassifier``), "catboost" (the
+            paper's choice; needs catboost), "svc", "logreg", or any object with
+            ``fit``/``predict`` (refitted per fold when ``faithful``). Default (None): "hgb",
+            or the reference's CatBoost when ``faithful``.
+        seed: sampling and classifier seed (the reference's ``random_state`` is 0).
+        max_samples: cap per class for the training set (not with ``faithful``).
+        faithful: the authors' protocol above instead of the default.
+        retain_labels, test_labels: ``[n]`` labels for the per-class balancing (required
+            with ``faithful``).
 
     Raises:
-        ValueError: on bad logits, class-count mismatch, or an unavailable classifier.
+        ValueError: on bad logits or labels, class-count mismatch, an unavailable
+            classifier, or (``faithful``) missing labels or fewer than 5 balanced examples.
 
     References:
-        SFTC (paper 002) eq. 9; evaluation-spec.md §7.
+        SFTC (paper 002) eq. 9 and its public code; evaluation-spec.md §7.
     """
     zr = _checks.as_logits("retain_logits", retain_logits)
     zt = _checks.as_logits("test_logits", test_logits)
@@ -214,9 +245,54 @@ def classifier_mia(
                                                          zf.shape[1]}) != 1:
         raise ValueError(f"expected [n, K] logits with one K, got {zr.shape}, {zt.shape}, "
                          f"{zf.shape}")
-    est = _estimator(classifier, seed, "hgb")
-    member, nonmember = _balanced(zr, zt, np.random.default_rng(seed), max_samples)
-    return _attack(member, nonmember, zf, est)
+    if not faithful:
+        est = _estimator("hgb" if classifier is None else classifier, seed, "hgb")
+        member, nonmember = _balanced(zr, zt, np.random.default_rng(seed), max_samples)
+        return _attack(member, nonmember, zf, est)
+    if max_samples is not None:
+        raise ValueError("max_samples is not part of the faithful protocol; leave it None")
+    if retain_labels is None or test_labels is None:
+        raise ValueError("faithful=True balances per class: pass retain_labels and test_labels")
+    yr = _checks.as_labels("retain_labels", retain_labels, zr.shape[1], zr.shape[0])
+    yt = _checks.as_labels("test_labels", test_labels, zt.shape[1], zt.shape[0])
+    if classifier is None or classifier == "catboost":
+        _estimator("catboost", seed, "hgb")  # a clear error when catboost is missing
+        from catboost import CatBoostClassifier
+
+        est = CatBoostClassifier(verbose=0, random_state=42)
+    else:
+        est = _estimator(classifier, seed, "hgb")
+    ir, it = _per_class_sample(yr, yt, seed)
+    pr, pt, pf = _softmax_f32(zr[ir]), _softmax_f32(zt[it]), _softmax_f32(zf)
+    x = np.concatenate([pr, pt])
+    y = np.concatenate([np.ones(len(ir), int), np.zeros(len(it), int)])
+    if len(it) < 5:
+        raise ValueError(f"faithful classifier_mia needs at least 5 examples per side after "
+                         f"per-class balancing for 5-fold CV, got {len(it)}")
+    x, y = sk_shuffle(x, y, random_state=42)
+    tnr = []
+    for train_idx, _ in model_selection.StratifiedKFold(n_splits=5).split(x, y):
+        est.fit(x[train_idx], y[train_idx])
+        pred = np.asarray(est.predict(pf)).reshape(-1).astype(int)
+        tnr.append(float(np.mean(pred == 0)))
+    return float(np.mean(tnr))
+
+
+def _per_class_sample(yr: np.ndarray, yt: np.ndarray, seed: int) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """Indices of the per-class balanced retain and test samples, drawn as the reference
+    draws them (``random.sample`` per class, retain then test, classes ascending)."""
+    rng = random.Random(seed)
+    out_r: list[int] = []
+    out_t: list[int] = []
+    for k in sorted(set(yr.tolist()) | set(yt.tolist())):
+        rk, tk = np.flatnonzero(yr == k).tolist(), np.flatnonzero(yt == k).tolist()
+        n = min(len(rk), len(tk))
+        if n == 0:
+            continue
+        out_r += rng.sample(rk, n)
+        out_t += rng.sample(tk, n)
+    return np.asarray(out_r, int), np.asarray(out_t, int)
 
 
 def mia_features(
