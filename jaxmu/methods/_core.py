@@ -23,9 +23,13 @@ from typing import Any
 
 import jax
 
+from jaxmu.models._select import ALL, Selector
 from jaxmu.types import Model, Splits, Stage, UnlearnState, as_key
 
 E_MAX = "E_max"
+
+NOTHING = Selector("regex", r"$^")
+"""A selector that matches no parameter (``touches`` of a method that changes nothing)."""
 """Placeholder for the epoch budget: ceil(0.2 * original training epochs) (methods-spec §4.1)."""
 
 
@@ -94,7 +98,29 @@ class MethodDef:
     paper: str
     section: str
     random: bool = True
-    touches: str = "all"  # "all" or a description of what it may change
+    touches: str | Selector | Callable[[Mapping[str, Any]], str | Selector] | None = None
+
+    def touch_selector(self, hparams: Mapping[str, Any]) -> Selector:
+        """The parameters this method may change with ``hparams``, as a :class:`Selector`.
+
+        ``touches`` is ``"all"``, ``"none"``, a ``Selector``, or a function of the resolved
+        hyperparameters returning one of those (e.g. CF-k's last ``num_blocks`` blocks).
+        Every parameter outside the selector comes back bit-identical.
+
+        Raises:
+            ValueError: the method declares nothing, or declares an unknown value.
+        """
+        t = self.touches
+        if callable(t) and not isinstance(t, Selector):
+            t = t(hparams)
+        if isinstance(t, Selector):
+            return t
+        if t == "all":
+            return ALL
+        if t == "none":
+            return NOTHING
+        raise ValueError(f"{self.name}: touches must be 'all', 'none', a Selector or a "
+                         f"function of the hyperparameters returning one, got {t!r}")
 
     def __hash__(self) -> int:
         return hash(self.name)
@@ -131,8 +157,14 @@ def register(
     paper: str,
     section: str,
     random: bool = True,
+    touches: str | Selector | Callable[[Mapping[str, Any]], str | Selector] | None = None,
 ) -> Callable[[Callable[..., Stage]], Callable[..., Stage]]:
-    """Decorator registering a builder ``build(**hparams) -> Stage`` under ``name``."""
+    """Decorator registering a builder ``build(**hparams) -> Stage`` under ``name``.
+
+    ``touches`` declares which parameters the method may change (see
+    :meth:`MethodDef.touch_selector`); the conformance suite checks that every other
+    parameter comes back bit-identical, and that every method declares it.
+    """
     unknown = set(space) - set(defaults)
     if unknown:
         raise ValueError(f"{name}: search space names unknown hyperparameters {sorted(unknown)}")
@@ -141,7 +173,7 @@ def register(
         if name in _REGISTRY or name in _PRESETS:
             raise ValueError(f"method {name!r} registered twice")
         _REGISTRY[name] = MethodDef(name, build, dict(defaults), dict(space), summary, paper,
-                                    section, random)
+                                    section, random, touches)
         return build
 
     return deco
@@ -208,6 +240,11 @@ class Method:
     @property
     def defaults(self) -> dict[str, Any]:
         return dict(self.definition.defaults)
+
+    @property
+    def touches(self) -> Selector:
+        """The parameters this method (with its hyperparameters) may change."""
+        return self.definition.touch_selector(self.hp)
 
     @property
     def search_space(self) -> dict[str, HP]:

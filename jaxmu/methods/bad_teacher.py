@@ -49,6 +49,7 @@ def bad_teacher_kl(temperature: float, competent: str = "teacher",
             "random init of the same architecture on forget rows; Adam",
     paper="Deep Unlearn (004), after Chundawat et al. Bad Teaching",
     section="methods-spec §5.8",
+    touches="all",
 )
 def bad_teacher(epochs, batch_size, lr, momentum, weight_decay, temperature):
     """Bad Teacher (incompetent-teacher distillation).

@@ -7,7 +7,7 @@ import dataclasses
 from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, EPOCHS, HP, LR, MOMENTUM, UNIT, WD, register
-from jaxmu.models._select import last_k_blocks
+from jaxmu.models._select import Selector, last_k_blocks
 from jaxmu.stages import finetune, sgd, snapshot
 from jaxmu.stages._loops import sequence
 from jaxmu.types import Stage
@@ -26,6 +26,11 @@ CFK_SPACE = dict(
     momentum=dataclasses.replace(MOMENTUM, dead=True),
     num_blocks=HP("int", 1, 10),
 )
+
+
+def last_k_touched(hparams) -> Selector:
+    """What CF-k and EU-k may change: the last ``num_blocks`` blocks and the classifier."""
+    return last_k_blocks(int(hparams["num_blocks"]))
 
 
 def check_last_k(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_weight_decay, bn):
@@ -62,6 +67,7 @@ def last_k_finetune(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_we
     summary="train only the last k blocks + head on retain: SGD(lr, momentum 0) + prox "
             "(lambda/2)|theta - theta_start|^2, 0-indexed step decay, eval-mode BN",
     paper="Deep Unlearn (004), after Goel et al. / SCRUB code", section="methods-spec §5.11",
+    touches=last_k_touched,
 )
 def cf_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate,
          sgda_weight_decay, momentum, bn):

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxmu import losses
+from jaxmu.losses._terms import Loss, LossInputs
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, UNIT, register
 from jaxmu.models._select import conv_kernels, stem_conv, weights
-from jaxmu.stages import finetune, sequence, sgd
+from jaxmu.stages import lr_multiplier, sequence, sgd
+from jaxmu.train._batches import epoch_indices, load_batch, steps_per_epoch
 from jaxmu.transforms import gaussian_deviation
-from jaxmu.types import Splits, UnlearnState
+from jaxmu.types import Splits, Stage, UnlearnState
 
 SCOPES = ("stem", "all_convs")
 WEIGHT_MODES = ("batch_mean", "weighted")
@@ -49,6 +52,67 @@ def _confuser(std: float, scope: str):
     return run
 
 
+def finetune_with_confuser(loss: Loss, tx: optax.GradientTransformation, *, lr: float,
+                           epochs: int, batch_size: int, confuser: Stage) -> Stage:
+    """Fine-tunes on D_r with one optimiser state for all epochs, ``confuser`` before the last.
+
+    Train-mode BatchNorm, shuffled D_r (batch ``batch_size``, full batches: the last one of
+    an epoch wraps around), no augmentation, cosine annealing per epoch (T_max =
+    ``epochs``). The ``confuser`` stage edits the params at the start of epoch
+    ``epochs - 1`` (never when ``epochs == 1``); the optimiser state (momentum buffer)
+    carries across it. Batches, dropout and loss keys are drawn exactly as
+    :func:`~jaxmu.stages.finetune` draws them, so with a confuser that changes nothing the
+    result equals ``finetune(loss, tx, lr=lr, epochs=epochs, batch_size=batch_size,
+    schedule="cosine")``.
+    """
+    tx = optax.with_extra_args_support(tx)
+
+    def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
+        model, n = state.model, splits.n_retain
+        if n == 0:
+            raise ValueError("cfw: the retain split is empty")
+        spe = steps_per_epoch(n, batch_size)
+
+        def step(carry, inp):
+            params, model_state, opt_state = carry
+            bidx, k, e = inp
+            k_b, _, k_drop, _, k_loss = jax.random.split(k, 5)
+            x, y = load_batch(splits.pool, bidx, k_b)
+            is_f = splits.forget[bidx].astype(jnp.float32)
+
+            def loss_fn(p):
+                logits, ms = model.apply(p, model_state, x, train=True, key=k_drop)
+                return loss(LossInputs(logits=logits, y=y, x=x, is_forget=is_f, params=p,
+                                       aux=state.aux, model=model, model_state=ms,
+                                       key=k_loss)), ms
+
+            grads, ms = jax.grad(loss_fn, has_aux=True)(params)
+            d, opt_state = tx.update(grads, opt_state, params, aux=state.aux)
+            mult = lr_multiplier("cosine", e, epochs)
+            params = jax.tree.map(lambda p, g: p - (lr * mult) * g, params, d)
+            return (params, ms, opt_state), None
+
+        def epoch(carry, e):
+            params, model_state, opt_state = carry
+            if epochs > 1:
+                confused = confuser(state.replace(params=params), splits,
+                                    jax.random.fold_in(key, epochs)).params
+                params = jax.tree.map(lambda a, b: jnp.where(e == epochs - 1, a, b),
+                                      confused, params)
+            ke = jax.random.fold_in(key, e)
+            idx = epoch_indices(jax.random.fold_in(ke, 0), splits.retain, n, batch_size)
+            keys = jax.random.split(jax.random.fold_in(ke, 2), spe)
+            carry, _ = jax.lax.scan(step, (params, model_state, opt_state),
+                                    (idx, keys, jnp.full((spe,), e)))
+            return carry, None
+
+        carry = (state.params, state.model_state, tx.init(state.params))
+        (params, model_state, _), _ = jax.lax.scan(epoch, carry, jnp.arange(epochs))
+        return state.replace(params=params, model_state=model_state)
+
+    return run
+
+
 @register(
     "cfw",
     defaults=dict(epochs=4, batch_size=64, lr=7e-4, momentum=0.9, weight_decay=5e-4,
@@ -58,6 +122,7 @@ def _confuser(std: float, scope: str):
     summary="N(w, s^2) on the stem conv; class-balanced CE on retain, SGD + cosine; "
             "N(w, s_final^2) again before the last epoch",
     paper="Deep Unlearn (004), Kaggle NeurIPS-2023 3rd place", section="methods-spec §5.15",
+    touches="all",
 )
 def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, final_confuser_std,
         scope, weight_mode):
@@ -73,8 +138,9 @@ def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, fina
        mean_i w_{y_i}`` (it rescales the batch loss, it does not weight samples);
        ``"weighted"`` is the per-sample weighted mean ``sum w_y l / sum w_y``.
     4. After epoch E-2 (0-indexed, i.e. before the last epoch) the confuser runs again with
-       ``final_confuser_std``; the cosine schedule continues (two ``finetune`` calls with
-       ``offset``/``total``). With E = 1 it never fires.
+       ``final_confuser_std``; the cosine schedule and the optimiser state (the momentum
+       buffer) continue across it, as with the reference's single SGD
+       (:func:`finetune_with_confuser`). With E = 1 it never fires.
 
     Differences from the reference:
         * The reference perturbs top-level children whose name contains "conv": the ResNet
@@ -85,8 +151,6 @@ def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, fina
         * The reference indexes its class-weight array (one entry per class present) by the
           label value, which shifts (or overflows) when a class is absent from D_r; jaxmu
           looks weights up per class. The unused ``class_weight`` config is not exposed.
-        * The optimiser (and its momentum buffer) restarts before the last epoch, because the
-          fine-tune is split around the second confuser into two ``finetune`` calls.
 
     References:
         Cadet et al., Deep Unlearn (2024); methods-spec §5.15 (kgltop3); paper 000 §IV-B5
@@ -102,19 +166,12 @@ def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, fina
     _checks.non_negative("final_confuser_std", final_confuser_std)
     _checks.non_negative("momentum", momentum)
     _checks.non_negative("weight_decay", weight_decay)
-    epochs = int(epochs)
-
-    def tune(n, offset):
-        return finetune(losses.class_weighted_ce("cfw_weights", weight_mode),
-                        sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
-                        split="retain", epochs=n,
-                        batch_size=_checks.batch("batch_size", batch_size),
-                        schedule="cosine", offset=offset, total=epochs)
-
-    stages = [_confuser(start_confuser_std, scope), balanced_class_weights("cfw_weights")]
-    if epochs == 1:
-        stages.append(tune(1, 0))
-    else:
-        stages += [tune(epochs - 1, 0), _confuser(final_confuser_std, scope),
-                   tune(1, epochs - 1)]
-    return sequence(*stages)
+    return sequence(
+        _confuser(start_confuser_std, scope),
+        balanced_class_weights("cfw_weights"),
+        finetune_with_confuser(losses.class_weighted_ce("cfw_weights", weight_mode),
+                               sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
+                               epochs=int(epochs),
+                               batch_size=_checks.batch("batch_size", batch_size),
+                               confuser=_confuser(final_confuser_std, scope)),
+    )

@@ -14,6 +14,7 @@ from jaxmu.transforms import transpose_conv
     space=COMMON,
     summary="transpose conv kernels (h<->w); CE on retain, SGD + cosine",
     paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="methods-spec §5.17",
+    touches="all",
 )
 def ct(epochs, batch_size, lr, momentum, weight_decay):
     """Swap the spatial axes of every conv kernel (1x1 unchanged), then E epochs of CE on D_r

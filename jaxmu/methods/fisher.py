@@ -99,6 +99,7 @@ def fisher_variance(h, head_flags, alpha: float):
             "theta = theta0 + sqrt(alpha/F clamped, x10 rules) * N(0, 1)",
     paper="Deep Unlearn (004), after Golatkar et al. / Jia et al. Unlearn-Sparse",
     section="methods-spec §5.9",
+    touches="all",
 )
 def fisher(alpha, batch_size, class_chunk):
     """Fisher forgetting (FF).

@@ -12,6 +12,7 @@ from jaxmu.stages import finetune, sgd
     space=COMMON,
     summary="CE on retain; SGD with cosine per epoch",
     paper="Deep Unlearn (004)", section="methods-spec §5.1",
+    touches="all",
 )
 def ft(epochs, batch_size, lr, momentum, weight_decay):
     """E epochs of CE on D_r in train mode, SGD + cosine annealing per epoch.

@@ -12,6 +12,7 @@ from jaxmu.stages import finetune, sgd
     space=COMMON,
     summary="-CE on forget; SGD, no schedule",
     paper="Deep Unlearn (004), after Jia et al. Unlearn-Sparse", section="methods-spec §5.2",
+    touches="all",
 )
 def ga(epochs, batch_size, lr, momentum, weight_decay):
     """E epochs of ``-CE`` on D_f in train mode, plain SGD (no retain term, no schedule).

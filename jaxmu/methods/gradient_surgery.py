@@ -98,6 +98,7 @@ def projected_ascent(steps: int, lr: float, batch_size: int, bn: str = "train") 
             "on retain + l1|theta-theta0|_1 + l2|theta-theta0|^2, SGD + cosine",
     paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
     section="methods-spec §12.2",
+    touches="all",
 )
 def gradient_surgery(ascent_lr, ascent_steps, lr, epochs, batch_size, momentum, weight_decay,
                      l1, l2, anchor, bn):

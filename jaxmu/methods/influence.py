@@ -113,6 +113,7 @@ def woodfisher(v, grad_fn, indices, n_damp: float, chunk: int, faithful: bool = 
             "N+2 retain samples; theta += alpha k (eval mode)",
     paper="Deep Unlearn (004), after Jia et al. Unlearn-Saliency (WoodFisher IU)",
     section="methods-spec §5.10",
+    touches="all",
     random=False,
 )
 def influence(alpha, batch_size, epochs, n_woodfisher, chunk_size, faithful):

@@ -10,9 +10,9 @@ from jaxmu import losses
 from jaxmu.losses._terms import Loss, LossInputs, teacher_logits
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, EPOCHS, LR, MOMENTUM, TEMPERATURE, WD, register
+from jaxmu.methods._resets import torch_reset
 from jaxmu.models._select import classifier, stem_conv
 from jaxmu.stages import finetune, sequence, sgd, snapshot
-from jaxmu.transforms import reinit
 
 WARMUP_SPLITS = ("val", "retain")
 
@@ -45,16 +45,22 @@ def retain_loss(temperature: float) -> Loss:
                   retain_weight_decay=5e-4, temperature=5.0, warmup_split="val"),
     space={**COMMON, "temperature": TEMPERATURE, "retain_epochs": EPOCHS, "retain_lr": LR,
            "retain_momentum": MOMENTUM, "retain_weight_decay": WD},
-    summary="reset stem conv + head; KD (KL/T, batchmean) warm-up on val; SoftCE + CE + KL on "
-            "retain, SGD + cosine",
+    summary="reset stem conv + head (PyTorch default init); KD (KL/T, batchmean) warm-up on "
+            "val; SoftCE + CE + KL on retain, SGD + cosine",
     paper="Deep Unlearn (004), Kaggle NeurIPS-2023 7th place", section="methods-spec §5.18",
+    touches="all",
 )
 def kde(epochs, batch_size, lr, momentum, weight_decay, retain_epochs, retain_lr,
         retain_momentum, retain_weight_decay, temperature, warmup_split):
     """Knowledge-distillation unlearning after resetting the first and last layers.
 
     1. Teacher = a frozen snapshot of the original (eval mode).
-    2. Re-initialise the stem conv and the classifier with the model's own default init.
+    2. Reset the stem conv and the classifier as PyTorch's ``reset_parameters()`` does
+       (:func:`~jaxmu.methods._resets.torch_reset`): kernels and biases
+       ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, whatever the model's own initialiser is
+       (ResNet's stem conv: std about 0.048 instead of torchvision's kaiming-normal
+       fan-out 0.025; TinyViT's head: the ``Linear`` default instead of timm's truncated
+       normal).
     3. Warm-up on ``warmup_split`` (default D_v, pool order, no shuffle, no augmentation) for
        ``epochs`` epochs, train mode: ``KL(softmax(t/T) || softmax(s/T))`` batchmean, no
        ``T^2`` factor; SGD(``lr``, ``momentum``, ``weight_decay``), no schedule.
@@ -70,9 +76,10 @@ def kde(epochs, batch_size, lr, momentum, weight_decay, retain_epochs, retain_lr
     Differences from the reference:
         * The reference resets ``conv1`` only when the model has one (ResNet; nothing on
           TinyViT) and ``fc``/``head``; jaxmu resets the model's stem selector (TinyViT: the
-          patch embedding, convs and their BN affine parameters; MLP: the first dense layer)
-          and the classifier. BatchNorm running statistics are kept (``reset_parameters`` does
-          not touch the following BN either).
+          patch-embedding convs, PyTorch default, and their BN affine parameters, a fresh
+          draw of the model's init, i.e. 1 / 0; MLP: the first dense layer) and the
+          classifier. BatchNorm running statistics are kept (``reset_parameters`` does not
+          touch the following BN either).
         * ``temperature`` is clipped to >= 1e-3 (the search space includes 0).
 
     References:
@@ -92,7 +99,7 @@ def kde(epochs, batch_size, lr, momentum, weight_decay, retain_epochs, retain_lr
     b = _checks.batch("batch_size", batch_size)
     return sequence(
         snapshot("teacher"),
-        reinit(stem_conv | classifier, init="model"),
+        torch_reset(stem_conv | classifier),
         finetune(warmup_loss(tau), sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
                  split=warmup_split, epochs=int(epochs), batch_size=b, shuffle=False),
         finetune(retain_loss(tau),

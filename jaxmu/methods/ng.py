@@ -35,6 +35,7 @@ def signed_ce(faithful: bool = False) -> Loss:
             "SGD + cosine",
     paper="Deep Unlearn (004), negative gradient (not benchmarked there)",
     section="methods-spec §5.4",
+    touches="all",
 )
 def ng(epochs, batch_size, lr, momentum, weight_decay, faithful):
     """Negative gradient.

@@ -65,6 +65,7 @@ def restore(name: str) -> Stage:
             "retain",
     paper="Comparative Analysis of Machine Unlearning Approaches (000), Kaggle solution",
     section="methods-spec §12.5",
+    touches="all",
 )
 def pseudo_label(ft_epochs, ft_lr, scratch_epochs, scratch_lr, entropy_threshold,
                  head_epochs, head_lr, epochs, lr, batch_size, momentum, weight_decay):

@@ -15,6 +15,7 @@ from jaxmu.transforms import reinit
     space=dict(lr=LR, weight_decay=WD, batch_size=BATCH),
     summary="re-initialise everything; SGD 0.1/0.9/5e-4 + cosine on retain with augmentation",
     paper="Deep Unlearn (004)", section="methods-spec §2.5",
+    touches="all",
 )
 def retrain(epochs, batch_size, lr, momentum, weight_decay, augment):
     """Fresh init (from the method key), then Deep Unlearn's recipe on retain.

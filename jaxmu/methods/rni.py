@@ -14,9 +14,10 @@ import optax
 from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, EPOCHS, LR, MOMENTUM, UNIT, WD, register
+from jaxmu.methods._resets import torch_reset
 from jaxmu.models._select import classifier, path_str
 from jaxmu.stages import finetune, sequence, sgd
-from jaxmu.transforms import reinit, scale_by_mask
+from jaxmu.transforms import scale_by_mask
 from jaxmu.types import Splits, UnlearnState
 
 BN_PATTERN = r"(^|/)bn\d*/"
@@ -67,12 +68,15 @@ def _fine_lr(fine_lr, i: int) -> float:
     summary="reset head; per epoch train 9 random non-BN tensors + all BN (noise on newly "
             "picked ones), fresh SGD each epoch; last fine_epochs epochs full fine-tune",
     paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="methods-spec §5.19",
+    touches="all",
 )
 def rni(epochs, batch_size, lr, momentum, weight_decay, fine_epochs, fine_lr, fine_momentum,
         fine_weight_decay, reset_epochs, noise_ratio, origin_noise, layer_select):
     """Reset, Noise, Iterate.
 
-    1. Re-initialise the classifier (the model's default init).
+    1. Reset the classifier as PyTorch's ``Linear.reset_parameters()`` does: kernel and
+       bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (on TinyViT too, whose own head init
+       is a truncated normal; :func:`~jaxmu.methods._resets.torch_reset`).
     2. For epoch ``e = 0 .. E-1`` (one pass over D_r with CE, train mode, a fresh SGD each
        epoch so momentum restarts, no schedule):
 
@@ -164,4 +168,4 @@ def rni(epochs, batch_size, lr, momentum, weight_decay, fine_epochs, fine_lr, fi
             state = partial(state, splits, jax.random.fold_in(ke, 1))
         return state
 
-    return sequence(reinit(classifier, init="model"), iterate)
+    return sequence(torch_reset(classifier), iterate)

@@ -101,6 +101,7 @@ def _where(pred, a, b):
             "gamma*CE + alpha*KL_T on retain; step-decay SGD; keep the epoch whose forget "
             "error is closest to the forget-val error",
     paper="Deep Unlearn (004), after Kurmanji et al. SCRUB", section="methods-spec §5.7",
+    touches="all",
 )
 def scrub(epochs, lr, momentum, weight_decay, retain_batch_size, forget_batch_size, gamma,
           alpha, beta, smoothing, msteps, temperature, lr_decay_rate, selection, faithful):

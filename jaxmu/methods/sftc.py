@@ -91,6 +91,7 @@ def sftc_loss(temperature: float, confuse_fraction: float, teacher: str = "teach
     summary="mixed stream; CE on retain rows + KL(original/T || student/T) on retain rows + "
             "KL(biased random generator/T || student/T) on forget rows; Adam",
     paper="SFTC (002), Perifanis and Komodakis", section="methods-spec §12.1",
+    touches="all",
 )
 def sftc(epochs, batch_size, lr, weight_decay, temperature, confuse_fraction):
     """Selective Fine-Tuning and Targeted Confusion.

@@ -334,6 +334,7 @@ def ensemble_accuracies(model: Model, ensemble: SisaEnsemble, splits: Splits,
             "unlearn_shards / predict_ensemble",
     paper="Bourtoule et al. SISA, via the Learn to Unlearn survey (003)",
     section="methods-spec §12.7",
+    touches="all",
 )
 def sisa(epochs, batch_size, lr, momentum, weight_decay, augment):
     """SISA exact unlearning, single-model case (S = 1 shard, R = 1 slice).

@@ -82,6 +82,7 @@ def _targets(temperature: float):
     summary="mixed stream; forget rows relabelled by attention (cosine similarity of "
             "penultimate features / T) over the batch's retain labels; soft CE; SGD",
     paper="Machine Unlearning (001), Akbari et al.", section="methods-spec §12.3",
+    touches="all",
 )
 def soft_relabel(epochs, batch_size, lr, momentum, weight_decay, temperature):
     """Soft relabeling.

@@ -13,6 +13,7 @@ from jaxmu.stages import finetune, sgd
     summary="CE on retain + forget with uniformly random forget labels (mixed stream); SGD",
     paper="Deep Unlearn (004), after Jia et al. Unlearn-Saliency (RL)",
     section="methods-spec §5.3",
+    touches="all",
 )
 def srl(epochs, batch_size, lr, momentum, weight_decay):
     """Successive random labels.

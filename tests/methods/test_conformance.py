@@ -10,7 +10,7 @@ CNN with BatchNorm) on a 64-example digits pool:
 (d) the output pytrees keep the input's structure, shapes and dtypes (``activation_pruning``
     may add ``model_state["act_masks"]``);
 (e) ``jax.vmap(method.fn)`` over 4 models equals a Python loop over them;
-(f) methods that promise to touch only part of the model leave the rest bit-identical;
+(f) every method declares what it may change (``touches``) and leaves the rest bit-identical;
 (g) bad names, hyperparameters and arguments raise ValueError naming the valid choices.
 
 Hyperparameters are shrunk for speed: every ``*epoch*`` count and ``*steps`` count -> 1,
@@ -26,7 +26,7 @@ import pytest
 from _helpers import digits_subset_splits, flat_paths, tree_bitwise_equal
 
 from jaxmu.methods import get_method, list_methods
-from jaxmu.models import Selector, last_k_blocks, mlp, small_cnn
+from jaxmu.models import ALL, Selector, mlp, small_cnn
 
 METHODS = list_methods()
 MODELS = {
@@ -183,36 +183,53 @@ def test_vmap_equals_loop(run, population, splits, request):
 # ----------------------------------------------------------------------------- (f) touches
 
 
-def _touch_selector(run):
-    """The documented set of params a method may change (a Selector), or None = all."""
-    name, hp = run["name"], run["method"].hp
-    if name == "original":
-        return Selector("regex", r"$^")  # nothing
-    if name in ("cf_k", "eu_k"):
-        return last_k_blocks(int(hp["num_blocks"]))  # last k blocks + the classifier
-    touches = run["method"].definition.touches
-    if isinstance(touches, Selector):
-        return touches
-    return None
+@pytest.mark.parametrize("name", METHODS)
+def test_touches_declared(name):
+    """Every method declares what it may change ("all", "none", a selector, or a function of
+    its hyperparameters); the declaration resolves to a Selector."""
+    m = get_method(name)
+    assert m.definition.touches is not None, f"{name}: register(..., touches=...) missing"
+    assert isinstance(m.touches, Selector)
+
+
+def test_touches_resolve_hyperparameters():
+    model = MODELS["mlp"]
+    params, _ = jax.eval_shape(model.init, jax.random.key(0))
+    flags = flat_paths(get_method("cf_k", num_blocks=0).touches(model, params))
+    assert flags == {"dense0/bias": False, "dense0/kernel": False, "dense1/bias": False,
+                     "dense1/kernel": False, "head/bias": True, "head/kernel": True}
+    flags = flat_paths(get_method("eu_k", num_blocks=1).touches(model, params))
+    assert [k for k, f in flags.items() if f] == ["dense1/bias", "dense1/kernel", "head/bias",
+                                                  "head/kernel"]
+    flags = flat_paths(get_method("original").touches(model, params, allow_empty=True))
+    assert not any(flags.values())
+    assert all(flat_paths(get_method("ft").touches(model, params)).values())
 
 
 def test_untouched_params_bit_identical(run, request):
+    """Every parameter outside the method's declared ``touches`` comes back bit-identical
+    (vacuous for methods that declare "all", which every registered method is checked for)."""
     _xfail(request, run["name"], "touches")
-    sel = _touch_selector(run)
-    if sel is None:
-        pytest.skip(f"{run['name']} may change every parameter "
-                    f"(touches={run['method'].definition.touches!r})")
+    sel = run["method"].touches
     (p_in, s_in), (p_out, s_out) = run["inp"], run["out0"]
     flags = flat_paths(sel(run["model"], p_in, allow_empty=True))
     new, old = flat_paths(p_out), flat_paths(p_in)
+    assert set(flags) == set(new) == set(old)
     frozen = [k for k, f in flags.items() if not f]
-    assert frozen, "the check needs at least one frozen parameter"
+    if sel != ALL:
+        assert frozen, f"{run['name']}: touches={sel.describe()} selects every parameter"
     for k in frozen:
         assert new[k].dtype == old[k].dtype and np.array_equal(new[k], old[k]), k
     if run["name"] == "original":
         assert tree_bitwise_equal(p_out, p_in) and tree_bitwise_equal(s_out, s_in)
     if run["name"] == "cf_k" and run["method"].hp.get("bn") == "eval":
         assert tree_bitwise_equal(s_out, s_in)  # eval-mode BN: running stats frozen
+    if run["name"] == "eu_k" and "batch_stats" in s_in:  # frozen blocks' stats restored
+        modules = {k.rsplit("/", 1)[0] for k, f in flags.items() if f}
+        new_bs = flat_paths(s_out["batch_stats"])
+        for k, v in flat_paths(s_in["batch_stats"]).items():
+            if k.rsplit("/", 1)[0] not in modules:
+                assert np.array_equal(new_bs[k], v), k
 
 
 # ----------------------------------------------------------------------------- (g) errors

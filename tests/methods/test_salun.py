@@ -1,5 +1,6 @@
-"""SalUn: behaviour on class-3 forgetting, the saliency mask against a hand computation,
-masked entries frozen (wd = 0) or only decayed (wd > 0), bad hyperparameters."""
+"""SalUn: behaviour on class-3 forgetting, the saliency mask against a hand computation
+(default and the reference's batch-weighted ``faithful`` saliency), masked entries frozen
+(wd = 0) or only decayed (wd > 0), bad hyperparameters."""
 
 import math
 
@@ -10,9 +11,11 @@ import optax
 import pytest
 
 from jaxmu.methods import get_method
+from jaxmu.methods.salun import forget_gradient_sum
 from jaxmu.models import mlp
 from jaxmu.train import split_accuracies
-from jaxmu.types import Pool, Splits
+from jaxmu.train._batches import epoch_indices
+from jaxmu.types import Pool, Splits, UnlearnState
 
 
 def _tiny(n_forget=3, n_retain=5, k=3, seed=2):
@@ -92,8 +95,75 @@ def test_salun_weight_decay_still_shrinks_masked_entries():
         np.testing.assert_allclose(np.asarray(a)[~k_], expect[~k_], rtol=1e-6)
 
 
+def _linear_neg_ce_grad(splits, params, idx):
+    """Closed form of grad(-mean CE) of the linear softmax model ``x W + c`` on rows idx:
+    ``dW = -x^T (p - onehot(y)) / B``, ``dc = -mean(p - onehot(y))``."""
+    x = np.asarray(splits.pool.normalize(splits.pool.x), np.float64).reshape(
+        splits.pool.size, -1)[idx]
+    w = np.asarray(params["head"]["kernel"], np.float64)
+    c = np.asarray(params["head"]["bias"], np.float64)
+    z = x @ w + c
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d = p - np.eye(w.shape[1])[np.asarray(splits.pool.y)[idx]]
+    return {"head": {"bias": -d.mean(0), "kernel": -x.T @ d / len(idx)}}
+
+
+def _weighted(gs, weights):
+    return jax.tree.map(lambda *a: sum(w * v for w, v in zip(weights, a, strict=True)), *gs)
+
+
+def test_faithful_saliency_weights_earlier_forget_batches():
+    # 5 forget examples at batch 2: batches of 2, 2 and 1 (b = 1, 2, 3) in the probe's
+    # shuffled order. Default: g1 + g2 + g3. Reference (gradients never zeroed on the copy,
+    # the running sum added after every batch): 3 g1 + 2 g2 + g3.
+    model, splits, params, state = _tiny(n_forget=5, n_retain=3)
+    key = jax.random.key(7)
+    st = UnlearnState(params, state, {}, model)
+    order = np.asarray(epoch_indices(jax.random.fold_in(key, 2), splits.forget, 5, 2)).ravel()
+    gs = [_linear_neg_ce_grad(splits, params, order[a:b]) for a, b in ((0, 2), (2, 4), (4, 5))]
+    for faithful, weights in ((False, (1, 1, 1)), (True, (3, 2, 1))):
+        got = jax.jit(lambda s, f=faithful: forget_gradient_sum("g", 2, f)(s, splits, key))(
+            st).aux["g"]
+        want = _weighted(gs, weights)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_faithful_mask_in_the_method():
+    # The method's probe runs as stage 0 (key fold_in(key, 0)); with faithful=True the
+    # trained entries are the top half of |3 g1 + 2 g2 + g3| and the rest stay bit-identical.
+    model, splits, params, state = _tiny(n_forget=5, n_retain=3)
+    key = jax.random.key(0)
+    k0 = jax.random.fold_in(key, 0)
+    order = np.asarray(epoch_indices(jax.random.fold_in(k0, 2), splits.forget, 5, 2)).ravel()
+    gs = [_linear_neg_ce_grad(splits, params, order[a:b]) for a, b in ((0, 2), (2, 4), (4, 5))]
+    sal = jax.tree.map(np.abs, _weighted(gs, (3, 2, 1)))
+    flat = np.concatenate([v.ravel() for v in jax.tree.leaves(sal)])
+    top = np.zeros(flat.size, bool)
+    top[np.argsort(-flat)[: flat.size // 2]] = True
+    unweighted = np.abs(np.concatenate([v.ravel() for v in jax.tree.leaves(
+        _weighted(gs, (1, 1, 1)))]))
+    top_default = np.zeros(flat.size, bool)
+    top_default[np.argsort(-unweighted)[: flat.size // 2]] = True
+    assert np.any(top != top_default)  # the weighting changes the mask in this case
+    m = get_method("salun", epochs=2, batch_size=2, lr=0.5, faithful=True).bind(model)
+    out, _ = m(params, state, splits, key)
+    changed = np.concatenate([(np.asarray(a) != np.asarray(b)).ravel() for a, b in zip(
+        jax.tree.leaves(out), jax.tree.leaves(params), strict=True)])
+    np.testing.assert_array_equal(changed, top)
+
+
+def test_faithful_equals_default_with_one_forget_batch():
+    model, splits, params, state = _tiny()
+    outs = [get_method("salun", epochs=2, batch_size=64, lr=0.5, faithful=f).bind(model)(
+        params, state, splits, jax.random.key(3)) for f in (False, True)]
+    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("hp", [dict(threshold=1.5), dict(threshold=-0.1), dict(lr=0.0),
-                                dict(batch_size=0), dict(momentum=-1.0)])
+                                dict(batch_size=0), dict(momentum=-1.0), dict(faithful=1)])
 def test_salun_bad_hparams(hp):
     with pytest.raises(ValueError):
         get_method("salun", **hp)
