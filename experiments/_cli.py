@@ -1,7 +1,10 @@
 """The shared experiment CLI: train or load O and R, run a method, evaluate, print, save.
 
 Each dataset module (``experiments.digits``, ``experiments.cifar10``, ...) calls
-:func:`main` with its defaults. Bad arguments exit with code 2 and one line on stderr.
+:func:`main` with its defaults. Bad arguments exit with code 2 and one line on stderr, and so
+do faults of the environment (:class:`jaxmu.io.IOFault`: a corrupt cache entry under
+``--no-rebuild``, a full disk, an unreachable study database). Ctrl-C exits with code 130
+and one line; rerunning the command resumes from the last checkpoint (docs/reliability.md).
 Metrics that could not be computed (an MIA on a split too small for it, see
 :class:`jaxmu.metrics.MIASkippedWarning`) are missing from ``metrics``, show as "–" in the
 table, and the reasons are listed under the record's ``"warnings"`` (and on stderr).
@@ -10,6 +13,8 @@ table, and the reasons are listed under the record's ``"warnings"`` (and on stde
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import math
 import os
 import sys
@@ -70,6 +75,9 @@ def build_parser(dataset: str) -> ArgumentParser:
     p.add_argument("--out", default="results", help="output directory for the JSON result")
     p.add_argument("--cache-dir", default=".jaxmu_cache",
                    help="cache of trained O/R models ('' disables)")
+    p.add_argument("--no-rebuild", action="store_true",
+                   help="a corrupt cache entry is an error (exit 2) instead of being moved "
+                        "aside and rebuilt")
     p.add_argument("--no-mia", action="store_true",
                    help="skip the classifier and feature MIAs (the loss MIA always runs)")
     p.add_argument("--eval", default="single", choices=("single", "fscore", "ulira"),
@@ -483,13 +491,38 @@ def methods_table() -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _one_line_cache_warnings():
+    """Shows a corrupt checkpoint moved aside (:class:`jaxmu.io.CorruptCheckpointWarning`)
+    as one ``warning:`` line; other warnings as usual."""
+    from jaxmu.io import CorruptCheckpointWarning
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, CorruptCheckpointWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(dataset: str, argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0, or 2 for bad arguments / missing data)."""
+    """Entry point; returns the exit code: 0; 2 for bad arguments, missing data or a fault
+    of the environment (one line on stderr); 130 when interrupted (Ctrl-C)."""
     parser = build_parser(dataset)
     try:
         a = parser.parse_args(argv)
     except SystemExit as e:  # --help (0), or a bad argument (2; one line already on stderr)
         return e.code if isinstance(e.code, int) else 2
+    from jaxmu.io import IOFault, rebuild_corrupt
+
+    guard = contextlib.ExitStack()
+    guard.enter_context(rebuild_corrupt(not a.no_rebuild))
+    guard.enter_context(_one_line_cache_warnings())
     try:
         if a.list_methods == "markdown":
             print(methods_table())
@@ -510,9 +543,21 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
             print(f"report: {study.get('report', '(not written)')}")
             return 0
         record = run(a, dataset)
-    except UsageError as e:
+    except (UsageError, IOFault) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk met outside jaxmu.io (e.g. writing the report)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+            raise
+        print(f"{parser.prog}: error: cannot write {e.filename or 'a file'}: {e.strerror}; "
+              "free space, then rerun", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        resumable = "; rerun the same command to resume" if a.cache_dir or a.benchmark else ""
+        print(f"{parser.prog}: interrupted{resumable}", file=sys.stderr)
+        return 130
+    finally:
+        guard.close()
     print(f"{dataset}: method {record['method']}  model {record['model']}  seed {record['seed']}"
           f"  splits {record['splits']}")
     print(format_table(record))

@@ -57,16 +57,32 @@ def _default(o: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Writes JSON atomically (temp file + rename): never leaves a half-written file."""
+    """Writes JSON atomically: to a temporary file beside ``path``, flushed to disk, then
+    renamed over ``path``, so readers see the old file or the new one, never a part.
+
+    Raises:
+        TypeError: ``obj`` holds something not JSON-serialisable (nothing is written).
+        WriteFailedError: the disk is full (or read-only, ...): one line naming ``path``;
+            the previous file, if any, is kept.
+    """
+    from jaxmu.io._errors import as_write_error
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True, default=_default)
             f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        err = as_write_error(e, path, "result file")
+        if err is e:
+            raise
+        raise err from e
     return path

@@ -6,6 +6,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxmu.io import IOFault
 from jaxmu.methods import get_method
 from jaxmu.methods._core import MethodDef
 from jaxmu.metrics import retdev, retention
@@ -32,6 +34,13 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 
 HEARTBEAT_S = 10
 GRACE_S = 30
+STORAGE_RETRIES = 6
+STORAGE_BACKOFF_S = 1.0
+
+
+class StorageError(IOFault):
+    """The study database cannot be opened, or was lost mid-study and did not come back:
+    one line naming the storage and what to do (completed trials are kept in it)."""
 
 
 @dataclasses.dataclass
@@ -331,7 +340,10 @@ class _Heartbeat:
     def _beat(self):
         while not self.stop.wait(self.interval):
             for i in self.ids:
-                self.storage.record_heartbeat(i)
+                try:
+                    self.storage.record_heartbeat(i)
+                except _storage_errors():  # the main loop reports a lost database
+                    pass
 
     def __enter__(self):
         if self.interval:
@@ -347,30 +359,84 @@ class _Heartbeat:
 
 
 def storage_url(path_or_url: str | Path) -> str:
-    """A SQLAlchemy URL: paths become ``sqlite:///<absolute path>``; URLs pass through."""
+    """A SQLAlchemy URL: paths become ``sqlite:///<absolute path>``; URLs pass through.
+
+    Raises:
+        StorageError: the directory of a path cannot be created (one line).
+    """
     s = str(path_or_url)
     if "://" in s:
         return s
     p = Path(s).expanduser().resolve()
-    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"cannot open study storage {s}: cannot create {p.parent} "
+                           f"({e.strerror or e}); choose a writable path (--storage)") from e
     return f"sqlite:///{p}"
 
 
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a database that is unreachable, locked or gone (not of a bad request)."""
+    import optuna
+    import sqlalchemy.exc
+
+    return (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+            optuna.exceptions.StorageInternalError)
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    try:
+        import sqlalchemy.engine
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy can parse: shown as given
+        return url
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of the database driver's message behind ``e``."""
+    while e.__cause__ is not None and not getattr(e, "orig", None):
+        e = e.__cause__
+    inner = getattr(e, "orig", None) or e
+    text = str(inner).strip()
+    return text.splitlines()[0] if text else type(inner).__name__
+
+
+def _open_error(url: str, e: BaseException) -> StorageError:
+    reason = _reason(e)
+    if isinstance(e, ImportError):
+        name = e.name or reason.rpartition("No module named ")[2].strip("'\"") or "its driver"
+        todo = f"install its database driver (pip install {name})"
+    elif "locked" in reason.lower():
+        todo = "another program holds a lock on it: wait for it to finish or stop it"
+    else:
+        todo = ("check that the path or URL is right and the database reachable and "
+                "writable (--storage)")
+    return StorageError(f"cannot open study storage {_shown(url)}: {reason}; {todo}")
+
+
 def open_storage(path_or_url: str | Path, *, heartbeat_s: int = HEARTBEAT_S,
-                 grace_s: int = GRACE_S, attempts: int = 8):
+                 grace_s: int = GRACE_S, attempts: int = 8, timeout_s: float = 120):
     """An Optuna RDB storage with heartbeats: a trial whose process died (no heartbeat for
     ``grace_s`` seconds) is marked FAIL and re-queued with the same parameters, so a killed
     study loses no trial; completed trials are never re-run.
 
     Several workers may open the same fresh database at once: the first creates the
     schema, and a worker that loses that race (a duplicate-key or "table exists" error from
-    the database) retries, up to ``attempts`` times with a growing pause.
+    the database) retries, up to ``attempts`` times with a growing pause. A SQLite file
+    locked by another program is waited for ``timeout_s`` seconds per attempt.
+
+    Raises:
+        StorageError: the storage cannot be opened (unreachable, locked, a bad URL, a
+            missing driver): one line naming it and what to do.
     """
     import optuna
     import sqlalchemy.exc
 
     url = storage_url(path_or_url)
-    kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    kwargs = {"connect_args": {"timeout": timeout_s}} if url.startswith("sqlite") else {}
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -384,8 +450,48 @@ def open_storage(path_or_url: str | Path, *, heartbeat_s: int = HEARTBEAT_S,
                 lost_race = isinstance(e, sqlalchemy.exc.IntegrityError) or any(
                     m in str(e).lower() for m in ("already exists", "locked"))
                 if not lost_race or attempt == attempts - 1:
-                    raise
+                    raise _open_error(url, e) from e
                 time.sleep(0.25 * (attempt + 1))
+            except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:
+                raise _open_error(url, e) from e
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _storage_label(storage: Any) -> str:
+    url = getattr(getattr(storage, "engine", None), "url", None)
+    return url.render_as_string(hide_password=True) if url is not None else type(storage).__name__
+
+
+def _retrying(call: Callable[[], Any], storage: Any, retries: int, backoff_s: float) -> Any:
+    """``call()``, retried with exponential backoff while the database is unreachable."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except _storage_errors() as e:
+            if attempt == retries:
+                raise StorageError(
+                    f"lost the study database {_storage_label(storage)} ({_reason(e)}) and "
+                    f"it did not come back after {retries} retries; completed trials are "
+                    "kept in it: rerun when it is reachable to resume") from e
+            time.sleep(backoff_s * 2 ** attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def _quiet_lost_heartbeats():
+    """Optuna's heartbeat threads die with a traceback when the database is gone; the main
+    loop retries and reports that in one line, so their tracebacks are not shown."""
+    previous = threading.excepthook
+
+    def hook(args):
+        if not isinstance(args.exc_value, _storage_errors()):
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def study_name(task_name: str, method_name: str, seed: int, clean: bool = False) -> str:
@@ -411,6 +517,8 @@ def run_study(
     batch: int = 1,
     callbacks: Sequence[Callable] = (),
     progress: bool = False,
+    storage_retries: int = STORAGE_RETRIES,
+    storage_backoff_s: float = STORAGE_BACKOFF_S,
 ):
     """Runs (or resumes) one NSGA-III study until it has ``n_trials`` complete trials.
 
@@ -436,12 +544,20 @@ def run_study(
             reference's one-trial-at-a-time loop.
         callbacks: Optuna callbacks ``f(study, frozen_trial)`` after each trial.
         progress: show a progress bar.
+        storage_retries, storage_backoff_s: when the database becomes unreachable
+            mid-study (a lost connection, a lock held too long), the step that failed
+            (one trial, or one batch) is retried this many times after pauses of
+            ``storage_backoff_s * 2**k`` seconds (default 6 over about a minute); a trial
+            cut off there stays RUNNING and is retried through its heartbeat like a killed
+            one.
 
     Returns:
         The ``optuna.Study``.
 
     Raises:
         ValueError: on an unknown method or ``n_trials < 1``.
+        StorageError: the storage cannot be opened, or was lost and did not come back
+            within the retries (one line; completed trials are kept, rerun to resume).
 
     References:
         methods-spec.md §4.2 (NSGAIIISampler(seed=model_seed), four minimised objectives,
@@ -458,41 +574,54 @@ def run_study(
         storage = open_storage(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = optuna.create_study(
+
+    def retrying(call):
+        return _retrying(call, storage, storage_retries, storage_backoff_s)
+
+    study = retrying(lambda: optuna.create_study(
         storage=storage,
         sampler=optuna.samplers.NSGAIIISampler(seed=task.seed,
                                                population_size=population_size),
         study_name=name or study_name(task.name, method_name, task.seed, clean),
         directions=["minimize"] * len(OBJECTIVE_NAMES),
         load_if_exists=True,
-    )
-    study.set_metric_names(list(OBJECTIVE_NAMES))
+    ))
+    retrying(lambda: study.set_metric_names(list(OBJECTIVE_NAMES)))
     objective = make_objective(task, method_name, clean=clean, fast_compile=fast_compile)
+
+    def n_complete() -> int:
+        return retrying(lambda: len(completed(study)))
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_trials, desc=f"{method_name} seed {task.seed}", leave=False,
-                   initial=min(len(completed(study)), n_trials))
+                   initial=min(n_complete(), n_trials))
     definition = get_method(method_name).definition
-    while (n := len(completed(study))) < n_trials:
+
+    def step(n: int) -> None:
         if batch == 1:
             study.optimize(objective, n_trials=1, callbacks=list(callbacks))
-        else:
-            optuna.storages.fail_stale_trials(study)
-            with warnings.catch_warnings():  # heartbeats of asked trials: _Heartbeat below
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                asked = [study.ask() for _ in range(min(batch, n_trials - n))]
-            hps = [suggest_hparams(definition, t, task.e_max, clean=clean) for t in asked]
-            with _Heartbeat(study._storage, [t._trial_id for t in asked]):
-                results = run_trials(task, method_name, hps, width=batch,
-                                     fast_compile=fast_compile)
-            for t, res in zip(asked, results, strict=True):
-                frozen = study.tell(t, _record(t, res))
-                for cb in callbacks:
-                    cb(study, frozen)
-        if bar is not None:
-            bar.update(min(len(completed(study)), n_trials) - n)
+            return
+        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # heartbeats of asked trials: _Heartbeat below
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            asked = [study.ask() for _ in range(min(batch, n_trials - n))]
+        hps = [suggest_hparams(definition, t, task.e_max, clean=clean) for t in asked]
+        with _Heartbeat(study._storage, [t._trial_id for t in asked]):
+            results = run_trials(task, method_name, hps, width=batch,
+                                 fast_compile=fast_compile)
+        for t, res in zip(asked, results, strict=True):
+            frozen = study.tell(t, _record(t, res))
+            for cb in callbacks:
+                cb(study, frozen)
+
+    with _quiet_lost_heartbeats():
+        while (n := n_complete()) < n_trials:
+            retrying(lambda n=n: step(n))
+            if bar is not None:
+                bar.update(min(n_complete(), n_trials) - n)
     if bar is not None:
         bar.close()
     return study
