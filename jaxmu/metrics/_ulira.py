@@ -63,17 +63,21 @@ def ulira(
     variance: str = "per_example",
     min_count: int = 8,
     centre: str = "mean",
+    spread: str = "std",
     std_floor: float = 1e-6,
     n_bootstrap: int = 0,
     confidence: float = 0.95,
     seed: int = 0,
+    target_groups: ArrayLike | None = None,
+    shadow_groups: ArrayLike | None = None,
+    interval: str = "auto",
 ) -> dict[str, Any]:
     """U-LiRA report for held-out target models.
 
     Populations are given as statistic arrays plus per-example observation masks, so a
     population pipeline can pass one shadow array twice: with the mask "model forgot x" as
-    H1 and "model never saw x" as H0 (evaluation-spec §2.6-6, Deep Unlearn's design), or
-    pass retrained shadows for H0.
+    H1 and "model never saw x" as H0 (Deep Unlearn's design), or pass retrained shadows for
+    H0.
 
     Args:
         shadow_unlearned_stats: ``[S_u, N]`` or ``[S_u, N, A]`` statistics of shadow models
@@ -90,25 +94,46 @@ def ulira(
             the statistic lies above the never-seen centre). Offline, the threshold-0
             accuracy means "above the H0 centre" and reaches only ~0.75 even for separated
             worlds; read ``auc`` and ``ulira_best_acc`` there.
-        variance: "per_example" (default; the global std replaces examples with fewer than
-            ``min_count`` observations or zero spread) or "global".
-        centre: "mean" (default, Deep Unlearn) or "median" (TFP).
+        variance: "per_example" (default; the pooled standard deviation replaces examples
+            with fewer than ``min_count`` observations or zero spread), "global",
+            "global_per_aug" or "global_raw" (:func:`jaxmu.metrics._lira.gaussian_fit`).
+        centre: "mean" (default, Deep Unlearn) or "median" (tensorflow_privacy).
+        spread: "std" (default; about each example's mean) or "rms_centre" (about the
+            centre); the same for the mean centre.
         std_floor: lower bound on stds (keeps 0/1 correctness statistics finite).
         n_bootstrap: if > 0, add percentile CIs ``(low, high)`` from ``n_bootstrap``
-            resamples of the target models (with replacement, all five from the same
-            resamples; :func:`jaxmu.metrics._lira.summarize`): ``ulira_accuracy_ci``,
+            cluster-bootstrap resamples (all five from the same resamples;
+            :func:`jaxmu.metrics._lira.summarize`): ``ulira_accuracy_ci``,
             ``ulira_best_acc_ci``, ``auc_ci``, ``tpr_at_1fpr_ci`` and ``tpr_at_0.1fpr_ci``
             (and the generic ``balanced_accuracy_ci`` / ``best_accuracy_ci``).
         confidence, seed: bootstrap settings.
+        target_groups: ``[T]`` labels of the independent units of the target rows: give the
+            original model of each unlearning run, so that a resample draws all runs of an
+            original together (runs of one original share its weights and data split and
+            are not independent; resampling them as independent rows gives too narrow
+            intervals). Default: every target row is its own unit.
+        shadow_groups: ``[S]`` labels of the shadow rows' units (the original of each shadow
+            run). Given, each resample also draws the shadow units with replacement and
+            refits the Gaussians (the rows of both shadow arrays, which must then have the
+            same number of rows, are drawn together), so the intervals include the noise of
+            the fits; the cost is one refit and rescoring per resample. Default: the fits
+            are held fixed (intervals conditional on the fitted attack).
+        interval: "auto" (default: centred on the point value with ``shadow_groups``,
+            percentile otherwise), "centred" or "percentile"
+            (:func:`jaxmu.metrics._lira.summarize`).
 
     Returns:
         dict with ``ulira_accuracy`` (balanced accuracy at log-likelihood ratio 0, i.e.
         ratio 1; the headline, unbiased), ``ulira_best_acc`` (best threshold; optimistic),
-        ``auc``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr``, ``per_example_accuracy`` ``[N]`` with
-        its mean/std/quantiles, ``per_target_accuracy`` ``[T]``, ``scores`` ``[T, N]``
-        (higher = "was trained on"), counts and ``n_unscored`` (pairs whose example has no
-        shadow observation in a needed world); with ``n_bootstrap > 0`` the ``*_ci``
-        intervals of the aggregate metrics above.
+        ``auc``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr``, ``per_target_accuracy`` ``[T]``,
+        ``scores`` ``[T, N]`` (higher = "was trained on"), counts and ``n_unscored`` (pairs
+        whose example has no shadow observation in a needed world); the per-example
+        distribution (:func:`jaxmu.metrics._lira.per_example_summary`):
+        ``per_example_accuracy`` ``[N]`` (class-balanced, NaN unless the example has
+        positive and negative pairs), its mean / SD / quantiles over examples,
+        ``per_example_single_class`` and ``per_example_accuracy_null_sd`` (the SD that
+        pair sampling alone gives under perfect unlearning); with ``n_bootstrap > 0`` the
+        ``*_ci`` intervals of the aggregate metrics above and ``n_bootstrap_units``.
 
     Raises:
         ValueError: on shape mismatches, NaN statistics, or when either class has no scored
@@ -117,39 +142,55 @@ def ulira(
     Where jaxmu differs: Deep Unlearn scores only forgotten observations against fits that
     include them, and its 0/1 statistic gives zero spreads (NaN); jaxmu scores held-out
     targets, floors and backs up the spreads, and averages per-augmentation log-ratios
-    (TFP's diagonal form) when an augmentation axis is given.
+    (tensorflow_privacy's diagonal form) when an augmentation axis is given.
 
     References:
-        evaluation-spec.md §2.2 (definition), §2.4 (accuracy definitions), §2.6 (protocol);
-        methods-spec.md §7.6; Carlini et al. 2022 Alg. 1; Efron & Tibshirani 1993
-        (bootstrap over target models).
+        Hayes et al. 2024; Carlini et al. 2022 Alg. 1; Efron & Tibshirani 1993; Field &
+        Welsh 2007 (cluster bootstrap).
     """
     r = as_stats("shadow_retrained_stats", shadow_retrained_stats, min_models=2)
     n, a = r.shape[1], r.shape[2]
     tg = as_stats("target_stats", target_stats, a)
     if tg.shape[1] != n:
         raise ValueError(f"target_stats has {tg.shape[1]} examples, shadows have {n}")
-    kw = dict(centre=centre, variance=variance, min_count=min_count, std_floor=std_floor)
+    kw = dict(centre=centre, spread=spread, variance=variance, min_count=min_count,
+              std_floor=std_floor)
     m_r = _mask("shadow_retrained_mask", shadow_retrained_mask, r.shape[:2])
-    fit0 = gaussian_fit(r, m_r, **kw)
+    u = m_u = None
     if online:
         if shadow_unlearned_stats is None:
             raise ValueError("online U-LiRA needs shadow_unlearned_stats (or use online=False)")
         u = as_stats("shadow_unlearned_stats", shadow_unlearned_stats, a, min_models=2)
         if u.shape[1] != n:
             raise ValueError(f"shadow_unlearned_stats has {u.shape[1]} examples, expected {n}")
-        fit1 = gaussian_fit(u, _mask("shadow_unlearned_mask", shadow_unlearned_mask,
-                                     u.shape[:2]), **kw)
-        scores = online_score(tg, fit1, fit0)
-    else:
-        scores = offline_score(tg, fit0)
+        m_u = _mask("shadow_unlearned_mask", shadow_unlearned_mask, u.shape[:2])
+        if shadow_groups is not None and u.shape[0] != r.shape[0]:
+            raise ValueError(f"shadow_groups needs shadow arrays with equal rows, got "
+                             f"{u.shape[0]} and {r.shape[0]}")
+
+    same = u is not None and (u is r or np.shares_memory(u, r) and np.array_equal(u, r))
+
+    def score(rows: Any = slice(None)) -> np.ndarray:
+        r_rows = r[rows]  # one copy when both worlds come from one shadow array
+        fit0 = gaussian_fit(r_rows, m_r[rows], **kw)
+        if not online:
+            return offline_score(tg, fit0)
+        u_rows = r_rows if same else u[rows]
+        return online_score(tg, gaussian_fit(u_rows, m_u[rows], **kw), fit0)
+
+    scores = score()
     truth = np.asarray(target_is_unlearned)
     if truth.ndim == 1:
         truth = truth[:, None]
     truth = _checks.as_mask("target_is_unlearned", truth, tg.shape[:2])
     valid = _mask("target_mask", target_mask, tg.shape[:2])
+    if shadow_groups is not None and np.asarray(shadow_groups).shape != (r.shape[0],):
+        raise ValueError(f"shadow_groups: expected {r.shape[0]} labels, got shape "
+                         f"{np.asarray(shadow_groups).shape}")
+    refit = score if shadow_groups is not None else None
     out = summarize(scores, np.asarray(truth), valid, n_bootstrap=n_bootstrap,
-                    confidence=confidence, seed=seed)
+                    confidence=confidence, seed=seed, groups=target_groups, refit=refit,
+                    shadow_groups=shadow_groups, interval=interval)
     out["ulira_accuracy"] = out["balanced_accuracy"]
     out["ulira_best_acc"] = out["best_accuracy"]
     if "balanced_accuracy_ci" in out:

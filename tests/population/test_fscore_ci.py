@@ -91,3 +91,35 @@ def test_fscore_pipeline_reports_f_and_score_cis(random_task):
                           config=TrainConfig(epochs=1, batch_size=64), n_bootstrap=0,
                           strategy="vmap", progress=False)
     assert "forget_quality_ci" not in off and off["forget_quality"] == res["forget_quality"]
+
+
+def _null_pops(seed, mu, n=64):
+    """Unlearned and retrained populations drawn identically: per-example centres ``mu``,
+    a per-model random effect N(0, 0.5) shared by all of a model's forget examples, unit
+    noise."""
+    rng = np.random.default_rng(seed)
+    s = mu.size
+    u = mu + rng.normal(0, 0.5, (n, 1)) + rng.standard_normal((n, s))
+    r = mu + rng.normal(0, 0.5, (n, 1)) + rng.standard_normal((n, s))
+    return u, r
+
+
+@pytest.mark.slow  # 50 studies x 101 F evaluations of 64 + 64 models x 10 examples: ~70 s
+def test_fscore_ci_null_coverage():
+    """95% "union" intervals (100 resamples) of F for 50 simulated null studies (64 + 64
+    models, 10 forget examples) against the expected F of such a study (about 0.18: F is
+    not 1 under the null), estimated from 300 fresh population pairs. Measured: the
+    interval contains E[F] (0.184) in 49 of 50 studies. An exploration with 100 studies
+    of this design gave 99, 92 and 94 of 100 for the union, centred and percentile
+    intervals (see :func:`fscore_bootstrap_ci` and docs/statistics.md)."""
+    mu = np.random.default_rng(123).normal(2.0, 2.0, 10)
+    truth = np.mean([forget_quality(*_null_pops(10_000 + i, mu))[0] for i in range(300)])
+    assert 0.15 < truth < 0.22
+    acc = np.ones(64)
+    covered = 0
+    for seed in range(50):
+        u, r = _null_pops(seed, mu)
+        lo, hi = fscore_bootstrap_ci(u, r, acc, acc, acc, acc, n_bootstrap=100,
+                                     seed=seed)["forget_quality_ci"]
+        covered += lo <= truth <= hi
+    assert covered >= 45, covered  # >= 90% of 50
