@@ -1,20 +1,37 @@
-"""Training-step speed: time per step and achieved FLOP/s against a measured matmul peak.
+"""Training-step speed as users run it: in ``train_epoch``'s scan, in a population's
+``lax.map``, in a Python loop of jitted steps, and PyTorch eager on the same net.
 
-One training step is what :func:`jaxmu.train.train_epoch` runs per batch: cross-entropy,
-train-mode BatchNorm, SGD with momentum 0.9 and coupled weight decay 5e-4 (lr 0.1), on a
-batch of 64 images of 32x32x3 with 10 classes, for the MLP, the small CNN and ResNet18
-(ImageNet stem). FLOPs per step come from XLA's cost analysis of the compiled step;
-achieved FLOP/s is compared with a measured f32 matmul (``jnp.dot``, 2048x2048) timed in the
-same run. When PyTorch and torchvision are importable (``pip install jaxmu[bench]``), the
-same step of torchvision's ``resnet18(num_classes=10)`` (eager, same optimizer, same
-threads) is timed too and the jaxmu/PyTorch step-time ratio printed.
+Each setting is a model, an input shape and a batch size:
+
+* ``small_cnn_16_32``: the small CNN, channels (16, 32), 28x28x1, batch 256;
+* ``small_cnn_32_64_128``: the small CNN, channels (32, 64, 128), 28x28x1, batch 256;
+* ``resnet18_b64`` / ``resnet18_b256``: ResNet18 with the ImageNet stem (as Deep Unlearn
+  uses it at 32x32), 32x32x3, batch 64 / 256;
+* ``mlp``: the MLP (hidden 128, 64), 28x28x1, batch 256 (no PyTorch twin; cheap, for tests).
+
+The step is :func:`jaxmu.train.make_train_step` (cross-entropy, train-mode BatchNorm, SGD
+lr 0.1, momentum 0.9, coupled weight decay 5e-4, batch gathered from a pool of random
+images, no augmentation), timed four ways side by side, repeats interleaved (A B C D A B C
+D ...) so every mode sees the same machine load:
+
+* ``scan``: :func:`jaxmu.train.train_epoch` (one compiled epoch = ``lax.scan`` over steps);
+  time per step = epoch time / steps;
+* ``map``: that epoch inside the population engine's ``sequential`` strategy (``lax.map``
+  over 2 models), time per step per model;
+* ``loop``: a Python loop of the jitted step (params donated);
+* ``torch``: PyTorch eager, the same architecture (torchvision's ``resnet18``; the small CNN
+  written out), same optimizer, same threads, NCHW, when ``torch`` imports (the ``bench``
+  extra).
+
+Also printed: FLOPs per step (XLA's cost analysis) and achieved FLOP/s against a measured
+f32 matmul peak, the compile time of each jaxmu program, and the load average before and
+after. **A run is valid only on an idle machine**: with a 1-minute load average above
+``--max-load`` (1.5 on 2 cores) at the start or the end the result says ``"valid": false``
+and the table says why; never quote such a run.
 
 Usage::
 
-    python -m benchmarks.train_step [--quick] [--json] [--models mlp,small_cnn,resnet18]
-
-References:
-    docs/benchmarks.md (measured numbers); design.md §1 (benchmarks print ratios from one run).
+    python -m benchmarks.train_step [--quick] [--json] [--settings small_cnn_16_32,...]
 """
 
 from __future__ import annotations
@@ -30,91 +47,157 @@ import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import _common as C  # noqa: E402
 
-MODELS = ("mlp", "small_cnn", "resnet18")
-BATCH = 64
-INPUT_SHAPE = (32, 32, 3)
+# name: (model, kwargs, input shape, batch)
+SETTINGS: dict[str, tuple[str, dict[str, Any], tuple[int, int, int], int]] = {
+    "mlp": ("mlp", {}, (28, 28, 1), 256),
+    "small_cnn_16_32": ("small_cnn", {"channels": (16, 32)}, (28, 28, 1), 256),
+    "small_cnn_32_64_128": ("small_cnn", {"channels": (32, 64, 128)}, (28, 28, 1), 256),
+    "resnet18_b64": ("resnet18", {}, (32, 32, 3), 64),
+    "resnet18_b256": ("resnet18", {}, (32, 32, 3), 256),
+}
+DEFAULT = ("small_cnn_16_32", "small_cnn_32_64_128", "resnet18_b64", "resnet18_b256")
+MODES = ("scan", "map", "loop", "torch")
 NUM_CLASSES = 10
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
+POP_MODELS = 2
+TORCH_WARMUP = 5
 
 
 def parse_args(argv: list[str] | None):
     p = C.make_parser("python -m benchmarks.train_step", __doc__.splitlines()[0])
-    p.add_argument("--models", type=C.csv_list(MODELS), default=list(MODELS),
-                   help=f"comma-separated subset of {','.join(MODELS)} (default: all)")
+    p.add_argument("--settings", "--models", dest="settings", type=C.csv_list(tuple(SETTINGS)),
+                   default=list(DEFAULT),
+                   help=f"comma-separated subset of {','.join(SETTINGS)} "
+                        f"(default: {','.join(DEFAULT)})")
+    p.add_argument("--steps", type=C.positive_int, default=None,
+                   help="steps per timed epoch (default 8, --quick 4)")
     p.add_argument("--peak-n", type=C.positive_int, default=2048,
                    help="matrix size of the matmul peak measurement (default 2048)")
+    p.add_argument("--max-load", type=float, default=1.5,
+                   help="1-min load average above which the run is marked invalid (default 1.5)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     return p.parse_args(argv)
 
 
-def make_step(model):
-    """The jitted training step ``(params, state, opt_state, x, y) -> (..., loss)``."""
-    from jaxmu.losses import cross_entropy
-    from jaxmu.train import TrainConfig
-
-    tx = TrainConfig(lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY).direction()
-
-    def step(params, model_state, opt_state, x, y):
-        def loss_fn(p):
-            logits, new_state = model.apply(p, model_state, x, train=True)
-            return cross_entropy(logits, y), new_state
-
-        (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        direction, opt_state = tx.update(grads, opt_state, params)
-        params = jax.tree.map(lambda p, d: p - LR * d, params, direction)
-        return params, model_state, opt_state, loss
-
-    return jax.jit(step, donate_argnums=(0, 1, 2)), tx
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover
+        return None
 
 
-def setup_jax(name: str, seed: int, min_time: float) -> tuple[dict[str, Any], C.LoopTimer]:
-    """Builds, compiles and calibrates one model's training step; returns (info, timer)."""
+def build_model(setting: str):
+    """The jaxmu model of a setting."""
     from jaxmu.models import get_model
 
-    model = get_model(name, NUM_CLASSES, INPUT_SHAPE)
-    kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
-    params, model_state = model.init(kp)
-    x = jax.random.normal(kx, (BATCH, *INPUT_SHAPE), jnp.float32)
-    y = jax.random.randint(ky, (BATCH,), 0, NUM_CLASSES)
-    step, tx = make_step(model)
-    opt_state = tx.init(params)
-    n_params = model.num_params(params)
-    compiled, compile_s = C.compile_timed(step, params, model_state, opt_state, x, y)
-
-    def loop(p, s, o):
-        return compiled(p, s, o, x, y)[:3]
-
-    timer = C.LoopTimer(loop, (params, model_state, opt_state), min_time)
-    return {"params": n_params, "flops_per_step": C.cost_flops(compiled),
-            "compile_s": compile_s}, timer
+    name, kw, shape, _ = SETTINGS[setting]
+    return get_model(name, NUM_CLASSES, shape, **kw)
 
 
-def finish_jax(info: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
-    flops = info["flops_per_step"]
-    return {**info, "step_s": t["median_s"], "step_min_s": t["min_s"], "inner": t["inner"],
-            "repeats": t["repeats"], "steps_per_s": 1.0 / t["median_s"],
-            "flops_per_s": flops / t["median_s"] if flops else None}
+def setup_jax(setting: str, seed: int, steps: int, min_time: float):
+    """Compiles the three jaxmu programs of a setting; returns (info, {mode: LoopTimer})."""
+    from jaxmu.population import map_models
+    from jaxmu.train import TrainConfig, make_train_step, train_epoch
+    from jaxmu.types import Pool
+
+    _, _, shape, batch = SETTINGS[setting]
+    model = build_model(setting)
+    config = TrainConfig(epochs=1, batch_size=batch, lr=LR, momentum=MOMENTUM,
+                         weight_decay=WEIGHT_DECAY, schedule="constant", augment=False)
+    n = steps * batch
+    kp, kx, ky, kd = jax.random.split(jax.random.key(seed), 4)
+    pool = Pool(jax.random.randint(kx, (n, *shape), 0, 256).astype(jnp.uint8),
+                jax.random.randint(ky, (n,), 0, NUM_CLASSES), NUM_CLASSES,
+                (0.5,) * shape[2], (0.25,) * shape[2], "random")
+    mask = jnp.ones((n,), bool)
+    lr = jnp.float32(LR)
+    tx = config.direction()
+
+    def fresh():
+        params, state = model.init(kp)
+        return params, state, tx.init(params)
+
+    info: dict[str, Any] = {"params": model.num_params(fresh()[0]), "batch": batch,
+                            "input_shape": list(shape), "steps_per_epoch": steps}
+    timers: dict[str, C.LoopTimer] = {}
+
+    # scan: the epoch users run.
+    compiled, info["compile_scan_s"] = C.compile_timed(
+        train_epoch, model, config, *fresh(), pool, mask, n, kd, lr)
+
+    def epoch(p, s, o):
+        return compiled(p, s, o, pool, mask, kd, lr)[:3]
+
+    timers["scan"] = C.LoopTimer(epoch, fresh(), min_time, per_call=steps)
+
+    # map: the same epoch for POP_MODELS models in the population engine's lax.map.
+    def one(p, s, o):
+        return train_epoch(model, config, p, s, o, pool, mask, n, kd, lr)[:3]
+
+    mapped = jax.jit(map_models(one, "sequential"), donate_argnums=(0, 1, 2))
+    stacked = jax.tree.map(lambda a: jnp.stack([a] * POP_MODELS), fresh())
+    compiled_map, info["compile_map_s"] = C.compile_timed(mapped, *stacked)
+    timers["map"] = C.LoopTimer(lambda p, s, o: compiled_map(p, s, o), stacked, min_time,
+                                per_call=steps * POP_MODELS)
+
+    # loop: a Python loop of the jitted step.
+    step = make_train_step(model, config, pool, lr)
+    bidx = jnp.arange(batch)
+
+    def single(p, s, o):
+        return step((p, s, o), (bidx, kd))[0]
+
+    compiled_step, info["compile_step_s"] = C.compile_timed(
+        jax.jit(single, donate_argnums=(0, 1, 2)), *fresh())
+    timers["loop"] = C.LoopTimer(lambda p, s, o: compiled_step(p, s, o), fresh(), min_time)
+    info["flops_per_step"] = C.cost_flops(compiled_step)
+    return info, timers
 
 
-def setup_torch(seed: int, min_time: float) -> tuple[dict[str, Any] | None, Any, str]:
-    """torchvision's resnet18 training step; returns (info, timer, status), info None when
-    PyTorch or torchvision is missing."""
+def torch_net(setting: str):
+    """The PyTorch twin of a setting's model, or None (MLP: no twin)."""
+    import torch
+    import torchvision
+
+    name, kw, shape, _ = SETTINGS[setting]
+    if name == "resnet18":
+        return torchvision.models.resnet18(num_classes=NUM_CLASSES)
+    if name != "small_cnn":
+        return None
+    layers: list[Any] = []
+    cin = shape[2]
+    channels = kw["channels"]
+    for i, c in enumerate(channels):
+        layers += [torch.nn.Conv2d(cin, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c),
+                   torch.nn.ReLU()]
+        if i < len(channels) - 1:
+            layers.append(torch.nn.MaxPool2d(2))
+        cin = c
+    layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+               torch.nn.Linear(cin, NUM_CLASSES)]
+    return torch.nn.Sequential(*layers)
+
+
+def setup_torch(setting: str, seed: int, min_time: float):
+    """PyTorch eager step of a setting; returns (info, timer), or (status, None)."""
     try:
         import torch
         import torchvision
     except ImportError:
-        return None, None, "not installed"
+        return "not installed", None
+    net = torch_net(setting)
+    if net is None:
+        return "no PyTorch twin", None
     torch.set_num_threads(C.threads())
     torch.manual_seed(seed)
-    device = "cpu"
-    if jax.default_backend() == "gpu" and torch.cuda.is_available():
-        device = "cuda"
-    net = torchvision.models.resnet18(num_classes=NUM_CLASSES).to(device).train()
+    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    net = net.to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM,
                           weight_decay=WEIGHT_DECAY)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.randn(BATCH, INPUT_SHAPE[2], *INPUT_SHAPE[:2], device=device)
-    y = torch.randint(0, NUM_CLASSES, (BATCH,), device=device)
+    _, _, shape, batch = SETTINGS[setting]
+    x = torch.randn(batch, shape[2], *shape[:2], device=device)
+    y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -126,106 +209,103 @@ def setup_torch(seed: int, min_time: float) -> tuple[dict[str, Any] | None, Any,
         if device == "cuda":
             torch.cuda.synchronize()
 
-    timer = C.LoopTimer(step, (), min_time, sync=sync)
-    info = {"model": "torchvision.models.resnet18(num_classes=10)", "mode": "eager, NCHW",
-            "device": device, "threads": torch.get_num_threads(),
-            "params": sum(p.numel() for p in net.parameters()),
+    for _ in range(TORCH_WARMUP):  # oneDNN picks and caches kernels over the first steps
+        step()
+    sync(None)
+    info = {"device": device, "threads": torch.get_num_threads(), "warmup_steps": TORCH_WARMUP,
             "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__}}
-    return info, timer, "measured"
+    return info, C.LoopTimer(step, (), min_time, sync=sync)
+
+
+def run_setting(setting: str, args, steps: int, n_rep: int, min_time: float) -> dict[str, Any]:
+    C.log(f"{setting}: compiling ...")
+    info, timers = setup_jax(setting, args.seed, steps, min_time)
+    torch_info, torch_timer = ("skipped (--no-torch)", None) if args.no_torch else \
+        setup_torch(setting, args.seed, min_time)
+    if torch_timer is not None:
+        timers["torch"] = torch_timer
+    C.log(f"{setting}: timing {', '.join(timers)} interleaved ...")
+    results = dict(zip(timers, C.interleaved(list(timers.values()), n_rep), strict=True))
+    out = {**info, "torch": torch_info if torch_timer is not None else None,
+           "torch_status": "measured" if torch_timer is not None else torch_info,
+           "step_s": {m: r["median_s"] for m, r in results.items()},
+           "step_min_s": {m: r["min_s"] for m, r in results.items()},
+           "repeats": n_rep}
+    s = out["step_s"]
+    out["ratios"] = {
+        "scan_over_loop": s["scan"] / s["loop"],
+        "map_over_loop": s["map"] / s["loop"],
+        **({f"{m}_over_torch": s[m] / s["torch"] for m in ("scan", "map", "loop")}
+           if "torch" in s else {}),
+    }
+    flops = info["flops_per_step"]
+    out["flops_per_s_scan"] = flops / s["scan"] if flops else None
+    return out
 
 
 def render(res: dict[str, Any]) -> str:
-    cfg, peak = res["config"], res["peak"]
-    prov = res["provenance"]
+    cfg, peak, prov = res["config"], res["peak"], res["provenance"]
     out = [
-        f"train step: batch {cfg['batch']}, input {'x'.join(map(str, cfg['input_shape']))}, "
-        f"{cfg['num_classes']} classes, SGD lr {LR} momentum {MOMENTUM} wd {WEIGHT_DECAY}, "
-        "CE, train-mode BN",
-        f"device: {prov['backend']} {prov['devices'][0]}, {prov['threads']} threads, load avg "
-        f"{prov['load_avg_1_5_15min']}; "
-        f"jax {prov['versions']['jax']}; repeats {cfg['repeats']} (median)",
-        f"matmul peak ({peak['n']}x{peak['n']} f32 jnp.dot): "
-        f"{peak['flops_per_s'] / 1e9:.1f} GFLOP/s (best of {peak['repeats']}, measured before "
-        f"and after the models; median {peak['median_flops_per_s'] / 1e9:.1f} GFLOP/s)",
+        "train step (make_train_step: CE, train-mode BN, SGD lr 0.1 momentum 0.9 wd 5e-4, "
+        "no augmentation); per-step medians of interleaved repeats",
+        f"device: {prov['backend']} {prov['devices'][0]}, {prov['threads']} threads; jax "
+        f"{prov['versions']['jax']}; repeats {cfg['repeats']}; load avg start "
+        f"{res['load_start']} end {res['load_end']}",
+        f"matmul peak ({peak['n']}x{peak['n']} f32): {peak['flops_per_s'] / 1e9:.1f} GFLOP/s",
         "",
     ]
     rows = []
-    for name, m in res["models"].items():
-        gflop = m["flops_per_step"] / 1e9 if m["flops_per_step"] else None
-        gfs = m["flops_per_s"] / 1e9 if m["flops_per_s"] else None
-        rows.append([name, f"{m['params']:,}", C.fmt_num(gflop, ".4f"),
-                     C.fmt_time(m["compile_s"]), C.fmt_time(m["step_s"]),
-                     C.fmt_time(m["step_min_s"]), f"{m['steps_per_s']:.1f}",
-                     C.fmt_num(gfs, ".2f"), C.fmt_num(m["peak_ratio"], ".3f"),
-                     C.fmt_num(m["peak_ratio_best"], ".3f")])
+    for name, m in res["settings"].items():
+        st, r = m["step_s"], m["ratios"]
+        gfs = m["flops_per_s_scan"]
+        rows.append([
+            name, f"{m['batch']}", C.fmt_time(m["compile_scan_s"]), C.fmt_time(st["scan"]),
+            C.fmt_time(st["map"]), C.fmt_time(st["loop"]), C.fmt_time(st.get("torch")),
+            f"{r['scan_over_loop']:.2f}", C.fmt_num(r.get("scan_over_torch"), ".2f"),
+            C.fmt_num(r.get("map_over_torch"), ".2f"),
+            C.fmt_num(gfs / 1e9 if gfs else None, ".1f"),
+            C.fmt_num(gfs / peak["flops_per_s"] if gfs else None, ".2f"),
+        ])
     out.append(C.markdown_table(
-        ["model", "params", "GFLOP/step", "compile", "step (median)", "step (best)", "steps/s",
-         "GFLOP/s", "achieved/peak", "best/peak"], rows))
+        ["setting", "batch", "compile", "scan", "map", "loop", "pytorch", "scan/loop",
+         "scan/torch", "map/torch", "GFLOP/s", "of peak"], rows))
     out.append("")
-    pt = res["pytorch"]
-    if pt is None:
-        out.append(f"pytorch: {res['pytorch_status']}")
-    else:
-        out.append(
-            f"pytorch: torchvision resnet18 step {C.fmt_time(pt['step_s'])} "
-            f"(best {C.fmt_time(pt['step_min_s'])}) "
-            f"(torch {pt['versions']['torch']}, {pt['device']}, {pt['threads']} threads); "
-            f"jaxmu/PyTorch step-time ratio {pt['jax_over_torch']:.2f} (medians of "
-            f"interleaved repeats; {pt['jax_over_torch_best']:.2f} best vs best; < 1 means "
-            "jaxmu is faster)")
+    statuses = {m["torch_status"] for m in res["settings"].values()} - {"measured"}
+    if statuses:
+        out.append(f"pytorch: {', '.join(sorted(statuses))} for some settings")
+    out.append("VALID: idle machine" if res["valid"] else
+               f"INVALID: load average above {cfg['max_load']} (start {res['load_start']}, "
+               f"end {res['load_end']}); timings on a loaded machine are not evidence")
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     n_rep = C.repeats(args)
+    steps = args.steps or (4 if args.quick else 8)
     min_time = 0.2 if args.quick else 0.5
+    load_start = _load()
     C.log(f"matmul peak {args.peak_n}x{args.peak_n} ...")
     peak = C.matmul_peak(args.peak_n, n_rep, args.seed)
-    models: dict[str, Any] = {}
-    pt, status = None, "skipped (resnet18 not selected)"
-    for name in args.models:
-        C.log(f"train step {name} ...")
-        info, timer = setup_jax(name, args.seed, min_time)
-        if name != "resnet18" or args.no_torch:
-            models[name] = finish_jax(info, C.interleaved([timer], n_rep)[0])
-            continue
-        C.log("train step torchvision resnet18 (interleaved with jaxmu's) ...")
-        pt, pt_timer, status = setup_torch(args.seed, min_time)
-        if pt is None:
-            models[name] = finish_jax(info, C.interleaved([timer], n_rep)[0])
-            continue
-        t_jax, t_pt = C.interleaved([timer, pt_timer], n_rep)
-        models[name] = finish_jax(info, t_jax)
-        pt.update(step_s=t_pt["median_s"], step_min_s=t_pt["min_s"], inner=t_pt["inner"],
-                  repeats=t_pt["repeats"])
-        pt["jax_over_torch"] = models[name]["step_s"] / pt["step_s"]
-        pt["jax_over_torch_best"] = models[name]["step_min_s"] / pt["step_min_s"]
-    if args.no_torch:
-        status = "skipped (--no-torch)"
-    C.log("matmul peak again ...")
-    peak_end = C.matmul_peak(args.peak_n, n_rep, args.seed)
-    if peak_end["flops_per_s"] > peak["flops_per_s"]:
-        peak = {**peak_end, "compile_s": peak["compile_s"]}
-    for m in models.values():
-        ok = m["flops_per_s"] is not None
-        m["peak_ratio"] = m["flops_per_s"] / peak["flops_per_s"] if ok else None
-        m["peak_ratio_best"] = (m["flops_per_step"] / m["step_min_s"] / peak["flops_per_s"]
-                                if ok else None)
+    settings = {s: run_setting(s, args, steps, n_rep, min_time) for s in args.settings}
+    load_end = _load()
+    valid = all(v is not None and v <= args.max_load for v in (load_start, load_end))
     res = {
         "benchmark": "train_step",
-        "config": {"models": list(args.models), "batch": BATCH, "input_shape": INPUT_SHAPE,
-                   "num_classes": NUM_CLASSES, "resnet18_stem": "imagenet",
+        "config": {"settings": list(args.settings), "steps_per_epoch": steps,
+                   "population_models": POP_MODELS, "num_classes": NUM_CLASSES,
                    "optimizer": {"name": "sgd", "lr": LR, "momentum": MOMENTUM,
                                  "weight_decay": WEIGHT_DECAY},
                    "loss": "cross_entropy", "bn": "train", "quick": args.quick,
-                   "repeats": n_rep, "min_repeat_s": min_time, "peak_n": args.peak_n},
+                   "repeats": n_rep, "min_repeat_s": min_time, "peak_n": args.peak_n,
+                   "max_load": args.max_load},
         "seed": args.seed,
         "provenance": C.provenance(),
+        "load_start": load_start,
+        "load_end": load_end,
+        "valid": valid,
         "peak": peak,
-        "models": models,
-        "pytorch": pt,
-        "pytorch_status": status,
+        "settings": settings,
     }
     print(render(res), flush=True)
     C.emit(res, args.json)

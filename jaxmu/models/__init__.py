@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from jaxmu.models._base import FlaxModel, activation
+from jaxmu.models._layers import BatchNorm, Conv, conv2d, max_pool, reference_ops
 from jaxmu.models._resnet import resnet18
 from jaxmu.models._select import (
     ALL,
@@ -54,16 +55,21 @@ def get_model(name: str, num_classes: int, input_shape: Sequence[int], **kwargs)
 
 __all__ = [
     "ALL",
+    "BatchNorm",
+    "Conv",
     "FlaxModel",
     "MODELS",
     "Selector",
     "activation",
     "classifier",
+    "conv2d",
     "conv_kernels",
     "get_model",
     "last_k_blocks",
+    "max_pool",
     "mlp",
     "path_str",
+    "reference_ops",
     "regex",
     "resnet18",
     "small_cnn",

@@ -19,18 +19,18 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxmu.models._base import FlaxModel, TorchDense, activation, kaiming_normal_fan_out
+from jaxmu.models._layers import BatchNorm, Conv, max_pool
 
 
 def _bn(train: bool, name: str, scale_init=nn.initializers.ones):
-    # PyTorch BatchNorm2d: momentum 0.1 (== flax 0.9), eps 1e-5.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        scale_init=scale_init, name=name)
+    # PyTorch BatchNorm2d: momentum 0.1, eps 1e-5, unbiased running variance.
+    return BatchNorm(use_running_average=not train, scale_init=scale_init, name=name)
 
 
 def _conv(features: int, k: int, stride: int, name: str):
     pad = (k - 1) // 2
-    return nn.Conv(features, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                   use_bias=False, kernel_init=kaiming_normal_fan_out, name=name)
+    return Conv(features, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+                kernel_init=kaiming_normal_fan_out, name=name)
 
 
 class BasicBlock(nn.Module):
@@ -64,7 +64,7 @@ class _ResNet(nn.Module):
             x = _conv(self.width, 3, 1, "conv1")(x)
         x = activation(self, nn.relu(_bn(train, "bn1")(x)), "relu")
         if self.stem == "imagenet":
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+            x = max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
         for i, n in enumerate(self.stage_sizes):
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1

@@ -13,6 +13,7 @@ from jaxmu.models._base import (
     activation,
     kaiming_normal_fan_out,
 )
+from jaxmu.models._layers import BatchNorm, Conv, max_pool
 
 
 class _MLP(nn.Module):
@@ -35,13 +36,12 @@ class _CNN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         for i, c in enumerate(self.channels):
-            x = nn.Conv(c, (3, 3), padding=1, use_bias=False, kernel_init=kaiming_normal_fan_out,
-                        name=f"conv{i}")(x)
-            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                             name=f"bn{i}")(x)
+            x = Conv(c, (3, 3), padding=((1, 1), (1, 1)), kernel_init=kaiming_normal_fan_out,
+                     name=f"conv{i}")(x)
+            x = BatchNorm(use_running_average=not train, name=f"bn{i}")(x)
             x = activation(self, nn.relu(x), f"relu{i}")
             if i < len(self.channels) - 1:
-                x = nn.max_pool(x, (2, 2), (2, 2))
+                x = max_pool(x, (2, 2))
         x = jnp.mean(x, axis=(1, 2))
         return TorchDense(self.num_classes, name="head")(x)
 

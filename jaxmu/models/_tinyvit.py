@@ -71,6 +71,7 @@ from jaxmu.models._base import (
     flat_uniform,
     torch_default_kernel_init,
 )
+from jaxmu.models._layers import BatchNorm, Conv
 
 
 def _trunc_normal_002(key, shape, dtype=jnp.float32):
@@ -146,12 +147,11 @@ class Conv2dBN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         pad = self.kernel // 2  # every Conv2d_BN in TinyViT uses pad = ks // 2
-        x = nn.Conv(self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
-                    padding=((pad, pad), (pad, pad)), feature_group_count=self.groups,
-                    use_bias=False, kernel_init=torch_default_kernel_init, name="c")(x)
-        return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                            scale_init=nn.initializers.constant(self.bn_weight_init),
-                            name="bn")(x)
+        x = Conv(self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
+                 padding=((pad, pad), (pad, pad)), feature_group_count=self.groups,
+                 kernel_init=torch_default_kernel_init, name="c")(x)
+        return BatchNorm(use_running_average=not train,
+                         scale_init=nn.initializers.constant(self.bn_weight_init), name="bn")(x)
 
 
 class PatchEmbed(nn.Module):

@@ -11,7 +11,14 @@ from jaxmu.train._batches import (
     ordered_indices,
     steps_per_epoch,
 )
-from jaxmu.train._fit import FitResult, TrainConfig, fit, init_keys, train_epoch
+from jaxmu.train._fit import (
+    FitResult,
+    TrainConfig,
+    fit,
+    init_keys,
+    make_train_step,
+    train_epoch,
+)
 from jaxmu.train._predict import labels, predict, predict_mask, split_accuracies
 from jaxmu.train._schedules import SCHEDULES, cosine, epoch_multiplier, step_decay, triangular
 
@@ -26,6 +33,7 @@ __all__ = [
     "init_keys",
     "labels",
     "load_batch",
+    "make_train_step",
     "member_order",
     "ordered_indices",
     "predict",

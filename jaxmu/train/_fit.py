@@ -92,14 +92,15 @@ def init_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "config", "n"), donate_argnums=(2, 3, 4))
-def train_epoch(model, config, params, model_state, opt_state, pool, mask, n, key, lr):
-    """One epoch of CE training over the ``n`` members of ``mask``; returns new state and
-    ``(loss, accuracy)`` averaged over steps."""
+def make_train_step(model: Model, config: TrainConfig, pool: Pool, lr: jax.Array):
+    """The training step of :func:`train_epoch`, for use inside a loop or jitted alone.
+
+    Returns ``step((params, model_state, opt_state), (batch_indices, key)) ->
+    ((params, model_state, opt_state), (loss, accuracy))``: gathers (and, with
+    ``config.augment``, augments) the batch from ``pool``, takes cross-entropy in train mode
+    (BatchNorm on batch statistics) and moves params by ``-lr`` times the optimizer direction.
+    """
     tx = config.direction()
-    k_perm, k_steps = jax.random.split(key)
-    idx = epoch_indices(k_perm, mask, n, config.batch_size)
-    keys = jax.random.split(k_steps, idx.shape[0])
 
     def step(carry, inp):
         params, model_state, opt_state = carry
@@ -116,8 +117,18 @@ def train_epoch(model, config, params, model_state, opt_state, pool, mask, n, ke
         params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
         return (params, model_state, opt_state), (loss, acc)
 
+    return step
+
+
+@functools.partial(jax.jit, static_argnames=("model", "config", "n"), donate_argnums=(2, 3, 4))
+def train_epoch(model, config, params, model_state, opt_state, pool, mask, n, key, lr):
+    """One epoch of CE training over the ``n`` members of ``mask``; returns new state and
+    ``(loss, accuracy)`` averaged over steps."""
+    k_perm, k_steps = jax.random.split(key)
+    idx = epoch_indices(k_perm, mask, n, config.batch_size)
+    keys = jax.random.split(k_steps, idx.shape[0])
     (params, model_state, opt_state), (loss, acc) = jax.lax.scan(
-        step, (params, model_state, opt_state), (idx, keys)
+        make_train_step(model, config, pool, lr), (params, model_state, opt_state), (idx, keys)
     )
     return params, model_state, opt_state, loss.mean(), acc.mean()
 
@@ -213,4 +224,5 @@ def fit(
     return FitResult(params, model_state, history, timings)
 
 
-__all__ = ["FitResult", "TrainConfig", "fit", "init_keys", "steps_per_epoch", "train_epoch"]
+__all__ = ["FitResult", "TrainConfig", "fit", "init_keys", "make_train_step", "steps_per_epoch",
+           "train_epoch"]
