@@ -122,13 +122,14 @@ class LoopTimer:
     Each repeat runs ``inner`` consecutive calls (outputs fed back as inputs, so donation and
     asynchronous dispatch behave as in training) and is synchronised once at its end;
     ``inner`` is calibrated from one call after a warm-up call so that a repeat lasts about
-    ``min_time``. Repeats of several timers can be interleaved (A B A B ...) so that a
-    comparison sees the same machine load on both sides.
+    ``min_time``. Times are reported per call divided by ``per_call`` (e.g. the steps one
+    call of a compiled epoch runs). Repeats of several timers can be interleaved (A B A B
+    ...) so that a comparison sees the same machine load on both sides.
     """
 
     def __init__(self, step: Callable[..., Any], carry: Any, min_time: float = 0.2,
-                 sync: Callable[[Any], Any] = jax.block_until_ready):
-        self.step, self.sync, self.times = step, sync, []
+                 sync: Callable[[Any], Any] = jax.block_until_ready, per_call: int = 1):
+        self.step, self.sync, self.times, self.per_call = step, sync, [], per_call
         carry = step(*carry)  # warm-up (first execution allocates and may load code)
         sync(carry)
         t0 = time.perf_counter()
@@ -145,7 +146,7 @@ class LoopTimer:
         for _ in range(self.inner):
             carry = step(*carry)
         self.sync(carry)
-        dt = (time.perf_counter() - t0) / self.inner
+        dt = (time.perf_counter() - t0) / (self.inner * self.per_call)
         self.carry = carry
         self.times.append(dt)
         return dt

@@ -7,7 +7,8 @@ the baseline, as a Python loop of M calls of the jitted single-model epoch. Repo
 model-steps per second, the speed-up over the loop, and whether ``auto`` picked a strategy
 within 10% of the best (the issue's target).
 
-    python -m benchmarks.population [--quick] [--json] [--models mlp,small_cnn] [--sizes 1,8]
+    python -m benchmarks.population [--quick] [--json] [--models mlp,small_cnn,resnet18]
+                                    [--sizes 1,8] [--data digits|synthetic-cifar]
 """
 
 from __future__ import annotations
@@ -25,15 +26,30 @@ SIZES = (1, 8, 64, 256)
 QUICK_SIZES = (1, 8, 64)
 
 
-def _setup(model_name: str, m: int, seed: int):
+def synthetic_cifar(seed: int, n_train: int = 2000, n_test: int = 500):
+    """A CIFAR-shaped (32x32x3, 10 classes) dataset of random images whose mean colour
+    depends on the label (learnable, no download): for device checks of conv nets."""
+    from jaxmu.data import make_dataset
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    y = rng.integers(0, 10, n)
+    base = rng.integers(0, 256, (10, 1, 1, 3))
+    x = np.clip(rng.normal(base[y], 60.0, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+    return make_dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                        name="synthetic_cifar", num_classes=10)
+
+
+def _setup(model_name: str, m: int, seed: int, data: str = "digits"):
     from jaxmu.data import load_digits
-    from jaxmu.models import mlp, small_cnn
+    from jaxmu.models import get_model
     from jaxmu.population import balanced_masks, init_population, model_keys
     from jaxmu.train import TrainConfig, init_keys
 
-    ds = load_digits()
-    model = (mlp((8, 8, 1), 10) if model_name == "mlp"
-             else small_cnn((8, 8, 1), 10, channels=(16, 32)))
+    ds = load_digits() if data == "digits" else synthetic_cifar(seed)
+    shape = ds.pool.image_shape
+    kw = {"channels": (16, 32)} if model_name == "small_cnn" else {}
+    model = get_model(model_name, 10, shape, **kw)
     cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=True)
     cand = np.arange(ds.pool.size) < ds.n_train
     masks = balanced_masks(seed, max(2, m + m % 2), cand)[:m]
@@ -43,11 +59,12 @@ def _setup(model_name: str, m: int, seed: int):
     return ds.pool, model, cfg, jnp.asarray(masks), params, state, opt, keys
 
 
-def measure(model_name: str, m: int, strategies: list[str], n_rep: int, seed: int) -> dict:
+def measure(model_name: str, m: int, strategies: list[str], n_rep: int, seed: int,
+            data: str = "digits") -> dict:
     from jaxmu.population import map_models, resolve_strategy
     from jaxmu.train import steps_per_epoch, train_epoch
 
-    pool, model, cfg, masks, params, state, opt, keys = _setup(model_name, m, seed)
+    pool, model, cfg, masks, params, state, opt, keys = _setup(model_name, m, seed, data)
     n = int(masks[0].sum())
     steps = steps_per_epoch(n, cfg.batch_size)
     lr = jnp.float32(cfg.lr)
@@ -81,15 +98,18 @@ def measure(model_name: str, m: int, strategies: list[str], n_rep: int, seed: in
                   if auto in rows else None)
     for r in rows.values():
         r["speedup_vs_loop"] = r["model_steps_per_s"] / rows["loop"]["model_steps_per_s"]
-    return {"model": model_name, "M": m, "steps_per_epoch": steps, "strategies": rows,
+    return {"model": model_name, "data": data, "M": m, "steps_per_epoch": steps,
+            "strategies": rows,
             "auto": auto, "best": best, "auto_vs_best": auto_ratio,
             "auto_within_10pct": auto_ratio is not None and auto_ratio >= 0.9}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = C.make_parser("python -m benchmarks.population", __doc__.splitlines()[0])
-    p.add_argument("--models", type=C.csv_list(["mlp", "small_cnn"]),
+    p.add_argument("--models", type=C.csv_list(["mlp", "small_cnn", "resnet18"]),
                    default=["mlp", "small_cnn"], help="models to measure")
+    p.add_argument("--data", choices=("digits", "synthetic-cifar"), default="digits",
+                   help="digits (8x8x1) or CIFAR-shaped random images (32x32x3)")
     p.add_argument("--sizes", type=C.csv_list(), default=None,
                    help="population sizes (default 1,8,64,256; 1,8,64 with --quick)")
     a = p.parse_args(argv)
@@ -108,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.models:
         for m in sizes:
             C.log(f"measuring {name} M={m}")
-            results.append(measure(name, m, strategies, n_rep, a.seed))
+            results.append(measure(name, m, strategies, n_rep, a.seed, a.data))
     headers = ["model", "M", *[f"{s} (x loop)" for s in strategies], "loop steps/s", "auto",
                "auto/best"]
     rows = []
@@ -124,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = all(r["auto_within_10pct"] for r in results if r["M"] > 1)
     print(f"target: auto within 10% of the best strategy for M > 1: {'PASS' if ok else 'FAIL'}")
     C.emit({"benchmark": "population", "config": {"models": a.models, "sizes": sizes,
+                                                  "data": a.data,
                                                   "repeats": n_rep, "seed": a.seed},
             "results": results, "auto_within_10pct": ok,
             "total_s": time.perf_counter() - t0, "provenance": C.provenance()}, a.json)

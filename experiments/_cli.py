@@ -363,7 +363,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         record[a.eval] = _population_eval(a, model, splits, (po, so), method, recipe, cache,
                                           progress)
     suffix = "" if a.eval == "single" else f"_{a.eval}"
-    out = Path(a.out) / dataset / f"{method.name}_seed{a.seed}{suffix}.json"
+    out = Path(a.out) / Path(dataset).stem / f"{method.name}_seed{a.seed}{suffix}.json"
     write_json(out, record)
     record["_path"] = str(out)
     return record

@@ -22,20 +22,29 @@ def _positive(x) -> bool:
 
 
 def test_train_step_quick_json(capsys):
-    rc = train_step.main(["--quick", "--json", "--models", "mlp", "--repeats", "1",
-                          "--peak-n", "256"])
+    rc = train_step.main(["--quick", "--json", "--settings", "mlp", "--repeats", "1",
+                          "--peak-n", "256", "--steps", "2", "--no-torch"])
     assert rc == 0
-    res = _last_json(capsys)
+    out = capsys.readouterr().out
+    res = json.loads(out.strip().splitlines()[-1])
     assert res["benchmark"] == "train_step"
-    for k in ("config", "seed", "provenance", "peak", "models", "pytorch", "pytorch_status"):
+    for k in ("config", "seed", "provenance", "peak", "settings", "load_start", "load_end",
+              "valid"):
         assert k in res
-    assert res["config"]["batch"] == 64 and res["config"]["input_shape"] == [32, 32, 3]
+    assert res["config"]["steps_per_epoch"] == 2 and res["config"]["max_load"] == 1.5
     assert "versions" in res["provenance"] and "backend" in res["provenance"]
     assert _positive(res["peak"]["flops_per_s"])
-    m = res["models"]["mlp"]
-    for k in ("params", "flops_per_step", "compile_s", "step_s", "flops_per_s", "peak_ratio"):
+    m = res["settings"]["mlp"]
+    assert m["batch"] == 256 and m["input_shape"] == [28, 28, 1]
+    for k in ("params", "flops_per_step", "compile_scan_s", "compile_map_s", "compile_step_s"):
         assert _positive(m[k]), (k, m[k])
-    assert res["pytorch"] is None  # resnet18 not selected
+    for mode in ("scan", "map", "loop"):
+        assert _positive(m["step_s"][mode]) and m["step_min_s"][mode] <= m["step_s"][mode]
+    assert m["ratios"]["scan_over_loop"] == m["step_s"]["scan"] / m["step_s"]["loop"]
+    assert "torch" not in m["step_s"] and m["torch_status"] == "skipped (--no-torch)"
+    # the validity verdict follows the recorded load averages
+    assert res["valid"] == (res["load_start"] <= 1.5 and res["load_end"] <= 1.5)
+    assert ("VALID: idle machine" in out) == res["valid"]
 
 
 @pytest.mark.slow
