@@ -97,6 +97,17 @@ def compile_timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return compiled, time.perf_counter() - t0
 
 
+def compile_cache():
+    """The persistent XLA compilation cache, as a context manager, only when the environment
+    asks for it: ``JAXMU_COMPILE_CACHE=1`` (``.jaxmu_cache/xla``) or ``=DIR`` (see
+    :mod:`jaxmu._compile_cache`). Off by default, since benchmarks measure compile time and a
+    cache hit turns it into a load time; ``provenance()["compile_cache"]`` records the dir."""
+    from jaxmu._compile_cache import compile_cache as cache
+    from jaxmu._compile_cache import resolve_compile_cache
+
+    return cache(resolve_compile_cache(".jaxmu_cache", default_on=False))
+
+
 def time_call(fn: Callable[[], Any], n_repeats: int, warmup: int = 1, min_total: float = 0.0,
               max_repeats: int = 200) -> dict[str, Any]:
     """Median wall time of ``fn()`` (blocked until ready) over repeated calls.
@@ -230,6 +241,7 @@ def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     except OSError:  # pragma: no cover
         out["load_avg_1_5_15min"] = None
     out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    out["compile_cache"] = jax.config.jax_compilation_cache_dir  # None: every compile is real
     if extra:
         out.update(extra)
     return out

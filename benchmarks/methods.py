@@ -192,7 +192,9 @@ def render(res: dict[str, Any]) -> str:
         f"(>= {cfg['min_time_s']:g} s in all)",
         f"device: {prov['backend']} {prov['devices'][0]}, {prov['threads']} threads, load avg "
         f"{prov['load_avg_1_5_15min']}; "
-        f"jax {prov['versions']['jax']}",
+        f"jax {prov['versions']['jax']}"
+        + (f"; compile cache {prov['compile_cache']} (compile = load on a hit)"
+           if prov.get("compile_cache") else ""),
         f"retrain: {C.fmt_time(rt['train_s'])} training (median of "
         f"{len(rt['train_s_all'])} fits spread between the methods, best "
         f"{C.fmt_time(rt['train_min_s'])}; {C.fmt_time(rt['compile_s'])} compile)",
@@ -226,6 +228,11 @@ def render(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with C.compile_cache():  # only with JAXMU_COMPILE_CACHE set: compile is then a load
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     from jaxmu.methods import list_methods
 

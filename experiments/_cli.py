@@ -78,6 +78,9 @@ def build_parser(dataset: str) -> ArgumentParser:
     p.add_argument("--no-rebuild", action="store_true",
                    help="a corrupt cache entry is an error (exit 2) instead of being moved "
                         "aside and rebuilt")
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not keep compiled XLA programs in CACHE_DIR/xla (on by default; "
+                        "env JAXMU_COMPILE_CACHE=0 turns it off, =DIR moves it)")
     p.add_argument("--no-mia", action="store_true",
                    help="skip the classifier and feature MIAs (the loss MIA always runs)")
     p.add_argument("--eval", default="single", choices=("single", "fscore", "ulira"),
@@ -534,15 +537,20 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
                 print(f"{n:<20} {get_method(n).summary}")
             return 0
         _check_args(a)
-        if a.deletion_ratios is not None or a.sequential_requests is not None:
-            res = run_scenario(a, dataset)
-            _print_scenario(res)
-            return 0
-        if a.benchmark:
-            study = run_benchmark(a, dataset)
-            print(f"report: {study.get('report', '(not written)')}")
-            return 0
-        record = run(a, dataset)
+        from jaxmu._compile_cache import compile_cache, resolve_compile_cache
+
+        xla_dir = resolve_compile_cache(a.cache_dir, disabled=a.no_compile_cache)
+        a.compile_cache = str(xla_dir) if xla_dir else None  # recorded with the config
+        with compile_cache(xla_dir):
+            if a.deletion_ratios is not None or a.sequential_requests is not None:
+                res = run_scenario(a, dataset)
+                _print_scenario(res)
+                return 0
+            if a.benchmark:
+                study = run_benchmark(a, dataset)
+                print(f"report: {study.get('report', '(not written)')}")
+                return 0
+            record = run(a, dataset)
     except (UsageError, IOFault) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
