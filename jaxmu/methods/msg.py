@@ -4,7 +4,7 @@ from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, UNIT, register
 from jaxmu.models._select import conv_kernels, weights
-from jaxmu.stages import accumulate_gradients, finetune, sequence, sgd
+from jaxmu.stages import GradientPart, finetune, sequence, sgd, sum_gradients
 from jaxmu.transforms import mask_by_gradient_saliency, reinit, scale_by_mask
 
 
@@ -43,11 +43,14 @@ def msg(epochs, batch_size, lr, momentum, weight_decay, init_rate, kept_scale,
         has_conv = any(jax.tree.leaves(conv_kernels(state.model, state.params,
                                                     allow_empty=True)))
         select = conv_kernels if has_conv else weights
-        stage = sequence(
-            accumulate_gradients("g", losses.ce(), "retain", batch_size=probe_batch_size,
-                                 subset="forget", bn="train"),
-            accumulate_gradients("g", losses.ce(), "forget", batch_size=batch_size, sign=-1.0,
-                                 bn="train", add_to="g"),
+        # Both probes in one loop when their batch shapes agree (one compiled forward and
+        # backward instead of two); part i draws from fold_in(key, i), as stage i of a
+        # sequence would, so the stages after them start at 2.
+        probe = sum_gradients("g", losses.ce(), [
+            GradientPart("retain", probe_batch_size, subset="forget"),
+            GradientPart("forget", batch_size, sign=-1.0),
+        ], bn="train")
+        rest = sequence(
             mask_by_gradient_saliency("g", "reinit", init_rate, largest=False, select=select,
                                       scope="layer", fill=1.0),
             reinit(select, init="kaiming_normal_fan_out", where="reinit"),
@@ -56,7 +59,8 @@ def msg(epochs, batch_size, lr, momentum, weight_decay, init_rate, kept_scale,
                      lr=_checks.positive("lr", lr), split="retain", epochs=epochs,
                      batch_size=_checks.batch("batch_size", batch_size),
                      schedule="triangular"),
+            start=2,
         )
-        return stage(state, splits, key)
+        return rest(probe(state, splits, key), splits, key)
 
     return run

@@ -2,13 +2,16 @@
 
 from jaxmu.stages._loops import adam, best_of, finetune, lr_multiplier, repeat, sequence, sgd
 from jaxmu.stages._probes import (
+    GradientPart,
     accumulate_gradients,
     activation_means,
     class_weights,
     snapshot,
+    sum_gradients,
 )
 
 __all__ = [
+    "GradientPart",
     "accumulate_gradients",
     "activation_means",
     "adam",
@@ -20,4 +23,5 @@ __all__ = [
     "sequence",
     "sgd",
     "snapshot",
+    "sum_gradients",
 ]

@@ -54,10 +54,11 @@ def lr_multiplier(schedule: str | Callable, i, total, **kw):
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-def sequence(*stages: Stage) -> Stage:
-    """Runs stages in order; stage ``i`` gets the key ``fold_in(key, i)``."""
+def sequence(*stages: Stage, start: int = 0) -> Stage:
+    """Runs stages in order; stage ``i`` gets the key ``fold_in(key, start + i)`` (``start``
+    continues the numbering of stages run before with the same key)."""
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
-        for i, s in enumerate(stages):
+        for i, s in enumerate(stages, start):
             state = s(state, splits, jax.random.fold_in(key, i))
         return state
 
