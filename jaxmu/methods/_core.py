@@ -23,7 +23,7 @@ from typing import Any
 
 import jax
 
-from jaxmu.models._select import ALL, Selector
+from jaxmu.models._select import ALL, Selector, conv_kernels
 from jaxmu.types import Model, Splits, Stage, UnlearnState, as_key
 
 E_MAX = "E_max"
@@ -87,6 +87,39 @@ COMMON = {"lr": LR, "momentum": MOMENTUM, "weight_decay": WD, "batch_size": BATC
 
 
 @dataclasses.dataclass(frozen=True)
+class Need:
+    """A structural requirement of a method on the model it runs on.
+
+    A method whose model lacks one of its needs still runs, but it degenerates to a simpler
+    method (e.g. CT on an MLP has no conv kernel to transpose and is plain fine-tuning);
+    :func:`degenerate_reason` says so, and the CLI and studies report it.
+
+    Attributes:
+        what: what the method needs, as a noun phrase (``"conv kernels"``).
+        otherwise: what the method is without it (``"fine-tuning (FT)"``).
+        select: the parameter tensors that count (default: 2-D conv kernels).
+        at_least: the number of selected tensors needed (default 1).
+    """
+
+    what: str
+    otherwise: str
+    select: Selector = conv_kernels
+    at_least: int = 1
+
+    def missing(self, model: Model, params: Any) -> str | None:
+        """Why ``model`` (with ``params``, arrays or shape structs) lacks this need, else None.
+
+        Returns:
+            ``"needs <what>"``, with the model's count of selected tensors when more than one
+            is needed; ``None`` when the model has at least :attr:`at_least` of them.
+        """
+        n = sum(bool(f) for f in jax.tree.leaves(self.select(model, params, allow_empty=True)))
+        if n >= self.at_least:
+            return None
+        return f"needs {self.what}" + (f" ({model.name} has {n})" if self.at_least > 1 else "")
+
+
+@dataclasses.dataclass(frozen=True)
 class MethodDef:
     """A registered method: ``build(**hparams) -> Stage`` plus defaults and search space."""
 
@@ -99,6 +132,12 @@ class MethodDef:
     section: str
     random: bool = True
     touches: str | Selector | Callable[[Mapping[str, Any]], str | Selector] | None = None
+    needs: Sequence[Need] | Callable[[Mapping[str, Any]], Sequence[Need]] = ()
+
+    def needs_for(self, hparams: Mapping[str, Any]) -> tuple[Need, ...]:
+        """The structural needs of this method with ``hparams`` (see :class:`Need`)."""
+        n = self.needs
+        return tuple(n(hparams) if callable(n) else n)
 
     def touch_selector(self, hparams: Mapping[str, Any]) -> Selector:
         """The parameters this method may change with ``hparams``, as a :class:`Selector`.
@@ -158,12 +197,15 @@ def register(
     section: str,
     random: bool = True,
     touches: str | Selector | Callable[[Mapping[str, Any]], str | Selector] | None = None,
+    needs: Sequence[Need] | Callable[[Mapping[str, Any]], Sequence[Need]] = (),
 ) -> Callable[[Callable[..., Stage]], Callable[..., Stage]]:
     """Decorator registering a builder ``build(**hparams) -> Stage`` under ``name``.
 
     ``touches`` declares which parameters the method may change (see
     :meth:`MethodDef.touch_selector`); the conformance suite checks that every other
-    parameter comes back bit-identical, and that every method declares it.
+    parameter comes back bit-identical, and that every method declares it. ``needs`` declares
+    what the method needs of the model to be itself (:class:`Need`s, or a function of the
+    resolved hyperparameters returning them); see :func:`degenerate_reason`.
     """
     unknown = set(space) - set(defaults)
     if unknown:
@@ -173,7 +215,7 @@ def register(
         if name in _REGISTRY or name in _PRESETS:
             raise ValueError(f"method {name!r} registered twice")
         _REGISTRY[name] = MethodDef(name, build, dict(defaults), dict(space), summary, paper,
-                                    section, random, touches)
+                                    section, random, touches, needs)
         return build
 
     return deco
@@ -245,6 +287,16 @@ class Method:
     def touches(self) -> Selector:
         """The parameters this method (with its hyperparameters) may change."""
         return self.definition.touch_selector(self.hp)
+
+    def degenerate_reason(self, model: Model | None = None, params: Any = None) -> str | None:
+        """Why this method degenerates on ``model`` (default: the bound one), else None.
+
+        See :func:`degenerate_reason`.
+        """
+        model = model if model is not None else self.model
+        if model is None:
+            raise ValueError(f"method {self.name!r} is not bound to a model: pass a model")
+        return _degenerate(self.name, self.definition.needs_for(self.hp), model, params)
 
     @property
     def search_space(self) -> dict[str, HP]:
@@ -363,6 +415,44 @@ def get_method(name: str, model: Model | None = None, **hparams: Any) -> Method:
     m = Method(defn, _resolve(defn, hparams), model, label)
     m.stage  # build now so bad hyperparameter values fail here, not inside jit  # noqa: B018
     return m
+
+
+def degenerate_reason(method_name: str, hparams: Mapping[str, Any] | None, model: Model,
+                      params: Any = None) -> str | None:
+    """Why a method cannot act as itself on a model, in one line; None when it can.
+
+    Some methods need a structure the model may lack (conv kernels for CT/Rotate, enough
+    tensors for RNI to pick from, see :class:`Need`); without it they still run but reduce to
+    a simpler method. Reporting that keeps a study from ranking an alias of fine-tuning as a
+    method of its own.
+
+    Args:
+        method_name: a registered method or preset name.
+        hparams: hyperparameter overrides (``None``: the defaults).
+        model: the model the method would run on.
+        params: the model's parameters (arrays or ``jax.ShapeDtypeStruct``s); ``None``
+            derives their shapes from ``model.init`` without computing them.
+
+    Returns:
+        E.g. ``"ct needs conv kernels; on mlp it is fine-tuning (FT)"``, or None.
+
+    Raises:
+        ValueError: unknown method or invalid hyperparameters.
+    """
+    m = get_method(method_name, **dict(hparams or {}))
+    return _degenerate(m.name, m.definition.needs_for(m.hp), model, params)
+
+
+def _degenerate(name: str, needs: Sequence[Need], model: Model, params: Any) -> str | None:
+    if not needs:
+        return None
+    if params is None:
+        params = jax.eval_shape(model.init, jax.random.key(0))[0]
+    for need in needs:
+        why = need.missing(model, params)
+        if why is not None:
+            return f"{name} {why}; on {model.name} it is {need.otherwise}"
+    return None
 
 
 def parse_hp(items: list[str] | None) -> dict[str, Any]:

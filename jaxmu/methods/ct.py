@@ -2,7 +2,7 @@
 
 from jaxmu import losses
 from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, register
+from jaxmu.methods._core import COMMON, Need, register
 from jaxmu.models._select import conv_kernels
 from jaxmu.stages import finetune, sequence, sgd
 from jaxmu.transforms import transpose_conv
@@ -15,6 +15,7 @@ from jaxmu.transforms import transpose_conv
     summary="transpose conv kernels (h<->w); CE on retain, SGD + cosine",
     paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="methods-spec §5.17",
     touches="all",
+    needs=(Need("conv kernels", "fine-tuning (FT)"),),
 )
 def ct(epochs, batch_size, lr, momentum, weight_decay):
     """Swap the spatial axes of every conv kernel (1x1 unchanged), then E epochs of CE on D_r

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxmu import losses
 from jaxmu.losses._terms import Loss, LossInputs, entropy, teacher_logits
 from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, EPOCHS, LR, UNIT, register
+from jaxmu.methods._core import COMMON, EPOCHS, LR, UNIT, Need, register
 from jaxmu.models._select import ALL, classifier, conv_kernels
 from jaxmu.stages import finetune, sgd, snapshot
 from jaxmu.stages._loops import sequence
@@ -66,6 +66,7 @@ def restore(name: str) -> Stage:
     paper="Comparative Analysis of Machine Unlearning Approaches (000), Kaggle solution",
     section="methods-spec §12.5",
     touches="all",
+    needs=(Need("conv kernels for its rotate step", "pseudo-labelling without the rotation"),),
 )
 def pseudo_label(ft_epochs, ft_lr, scratch_epochs, scratch_lr, entropy_threshold,
                  head_epochs, head_lr, epochs, lr, batch_size, momentum, weight_decay):

@@ -13,9 +13,9 @@ import optax
 
 from jaxmu import losses
 from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, EPOCHS, LR, MOMENTUM, UNIT, WD, register
+from jaxmu.methods._core import COMMON, EPOCHS, LR, MOMENTUM, UNIT, WD, Need, register
 from jaxmu.methods._resets import torch_reset
-from jaxmu.models._select import classifier, path_str
+from jaxmu.models._select import classifier, path_str, regex
 from jaxmu.stages import finetune, sequence, sgd
 from jaxmu.transforms import scale_by_mask
 from jaxmu.types import Splits, UnlearnState
@@ -52,6 +52,16 @@ def pick_tensors(key: jax.Array, n: int, already: jax.Array, layer_select: int,
     return selected, noise
 
 
+def _needs(hparams) -> tuple[Need, ...]:
+    """RNI only injects noise into tensors it has not picked before; with at most
+    ``layer_select`` non-BN tensors, the noise-free first epoch(s) pick them all."""
+    k = int(hparams["layer_select"])
+    if int(hparams["reset_epochs"]) < 1:
+        return ()
+    return (Need(f"more than layer_select={k} non-BatchNorm tensors", "head reset + "
+                 "fine-tuning (FT), without noise", select=~regex(BN_PATTERN), at_least=k + 1),)
+
+
 def _fine_lr(fine_lr, i: int) -> float:
     return float(fine_lr[i]) if isinstance(fine_lr, tuple) else float(fine_lr)
 
@@ -69,6 +79,7 @@ def _fine_lr(fine_lr, i: int) -> float:
             "picked ones), fresh SGD each epoch; last fine_epochs epochs full fine-tune",
     paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="methods-spec §5.19",
     touches="all",
+    needs=_needs,
 )
 def rni(epochs, batch_size, lr, momentum, weight_decay, fine_epochs, fine_lr, fine_momentum,
         fine_weight_decay, reset_epochs, noise_ratio, origin_noise, layer_select):

@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmu.methods import get_method, list_methods
+from jaxmu.methods import degenerate_reason, get_method, list_methods
 from jaxmu.sweep._ranking import rank_methods
 from jaxmu.sweep._study import (
     SweepTask,
@@ -185,9 +185,11 @@ def setting_name(study: Mapping[str, Any]) -> str:
 def ranking_rows(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows of :func:`rank_methods` of one study: one per (method, final run), the
     references (:data:`REFERENCES`) left out, ``setting`` = :func:`setting_name`, the run's
-    metrics as row keys (``None``, NaN in a study read back from JSON, becomes NaN)."""
+    metrics as row keys (``None``, NaN in a study read back from JSON, becomes NaN), and
+    ``degenerate``: the method's entry of that name (None when absent)."""
     setting = setting_name(study)
     return [{"setting": setting, "method": m, "seed": r["seed"], "usable": r["usable"],
+             "degenerate": v.get("degenerate"),
              **{k: math.nan if x is None else x for k, x in r.get("metrics", {}).items()}}
             for m, v in study["methods"].items() if m not in REFERENCES for r in v["runs"]]
 
@@ -196,11 +198,24 @@ def study_ranking(rows: Sequence[Mapping[str, Any]], seeds: int | None
                   ) -> dict[str, list[dict[str, Any]]]:
     """Table 1 on RetDev and on indiscernibility (test MIA) over ``rows``
     (:func:`ranking_rows` of one or several studies): ``{"retdev": [...], "indisc": [...]}``
-    (:func:`rank_methods`, ``seeds`` runs needed per setting); ``{}`` without rows."""
+    (:func:`rank_methods`, ``seeds`` runs needed per setting); ``{}`` without rows. The
+    ranking row of a method that degenerates in some setting is marked with
+    ``"degenerate"``: the reasons, ``"; "``-joined over settings (see
+    :func:`jaxmu.methods.degenerate_reason`); other rows have no such key."""
     if not rows:
         return {}
-    return {"retdev": rank_methods(rows, "retdev", seeds=seeds),
-            "indisc": rank_methods(rows, "indisc_test", seeds=seeds)}
+    reasons: dict[str, list[str]] = {}
+    for r in rows:
+        why = r.get("degenerate")
+        if why and why not in reasons.setdefault(r["method"], []):
+            reasons[r["method"]].append(why)
+    out = {"retdev": rank_methods(rows, "retdev", seeds=seeds),
+           "indisc": rank_methods(rows, "indisc_test", seeds=seeds)}
+    for table in out.values():
+        for t in table:
+            if reasons.get(t["method"]):
+                t["degenerate"] = "; ".join(reasons[t["method"]])
+    return out
 
 
 def _read_json(path: Path) -> Any:
@@ -241,6 +256,10 @@ def run_benchmark(
     3. ``seeds`` final runs with the chosen hyperparameters, fully evaluated, plus the
        references O and R; per-metric mean and bootstrap CI over seeds;
     4. the Table 1 ranking on RetDev and on indiscernibility (test MIA), Failed included;
+       a method that degenerates on ``model`` (:func:`jaxmu.methods.degenerate_reason`,
+       e.g. CT on an MLP is fine-tuning) is ranked but marked: ``"degenerate"`` holds the
+       reason in its ``study["methods"]`` entry (else None) and in its ranking rows (else
+       absent), and one warning line is logged up front;
     5. optionally U-LiRA of every method and reference (:func:`ulira_study`);
     6. ``study.json`` and the report directory (:func:`jaxmu.report.write_report`).
 
@@ -305,6 +324,10 @@ def run_benchmark(
     config["splits_hash"] = _splits_hash(splits)
     write_json(out / "config.json", {**config, "provenance": provenance()})
     t_start = time.perf_counter()
+    for m in methods:  # marked in study["methods"] and the ranking rows; said once up front
+        why = None if m in REFERENCES else degenerate_reason(m, None, model)
+        if why:
+            log(f"warning: {why}")
 
     tasks: dict[int, SweepTask] = {}
 
@@ -363,9 +386,10 @@ def run_benchmark(
                 runs.append(final_run(task(s), m, hp, classifier_mias=classifier_mias))
                 write_json(path, runs[-1])
             bar.update(1)
+        why = None if m in REFERENCES else degenerate_reason(m, hp, model)
         study["methods"][m] = {"hparams": hp, "search": best.get(m, {}).get("search"),
                                "runs": runs, "summary": summarize(runs),
-                               "reference": m in REFERENCES}
+                               "reference": m in REFERENCES, "degenerate": why}
     bar.close()
     t_final = time.perf_counter() - t0
 
