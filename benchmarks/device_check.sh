@@ -28,13 +28,13 @@ step() {  # name, limit in seconds, command...
   echo "device_check: $name done (exit $(cut -d' ' -f1 "$tmp/$name.rc"), $((SECONDS - t0)) s)" >&2
 }
 
-step train_step 200 "$py" -m benchmarks.train_step --quick --json --repeats 3 \
+step train_step 170 "$py" -m benchmarks.train_step --quick --json --repeats 3 \
   --settings small_cnn_16_32,small_cnn_32_64_128,resnet18_b64,resnet18_b256
-step population_small_cnn 90 "$py" -m benchmarks.population --quick --json --repeats 3 \
+step population_small_cnn 80 "$py" -m benchmarks.population --quick --json --repeats 3 \
   --data synthetic-cifar --models small_cnn --sizes 8,64
-step population_resnet18 60 "$py" -m benchmarks.population --quick --json --repeats 3 \
+step population_resnet18 50 "$py" -m benchmarks.population --quick --json --repeats 3 \
   --data synthetic-cifar --models resnet18 --sizes 8
-step fscore_pipeline 120 "$py" -m benchmarks.fscore_pipeline --json --data synthetic-cifar \
+step fscore_pipeline 110 "$py" -m benchmarks.fscore_pipeline --json --data synthetic-cifar \
   --models 512 --epochs 2
 
 "$py" - "$tmp" "$out" <<'PY'
