@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmu.io import cache_key, latest_step
+from jaxmu.io import cache_key, entry_lock, latest_step
 from jaxmu.metrics import bootstrap_ci, competition_score, forget_quality, membership_statistic
 from jaxmu.metrics import ulira as ulira_metric
 from jaxmu.population._population import (
@@ -38,19 +38,23 @@ def cached_fit_population(cache_dir: str | None, model: Model, pool: Any, masks:
                           config: TrainConfig, *, tag: str, strategy: str = "auto",
                           chunk: int | None = None, progress: bool = True) -> PopulationFit:
     """:func:`fit_population` with a cache keyed by (pool, masks, model, recipe, seed, tag);
-    a killed run resumes from its last epoch checkpoint."""
+    a killed run resumes from its last epoch checkpoint. The entry is built under a file lock
+    (:func:`jaxmu.io.entry_lock`): a second process asking for the same entry waits and
+    then loads it instead of training it again."""
     if cache_dir is None:
         return fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
                               progress=progress)
     masks = np.asarray(masks, bool)
     key = f"{tag}_{masks.shape[0]}_{cache_key(pool, masks, model, config, root)}"
     final = Path(cache_dir) / key / "final"
-    if latest_step(final) is not None:
-        return load_population(final, model)
-    r = fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
-                       progress=progress, checkpoint_dir=str(Path(cache_dir) / key / "epochs"))
-    save_population(r, final, model)
-    return r
+    with entry_lock(Path(cache_dir) / key, announce=progress):
+        if latest_step(final) is not None:
+            return load_population(final, model)
+        r = fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
+                           progress=progress,
+                           checkpoint_dir=str(Path(cache_dir) / key / "epochs"))
+        save_population(r, final, model)
+        return r
 
 
 def _accuracy(logits: jax.Array, y: jax.Array) -> np.ndarray:

@@ -384,3 +384,43 @@ def test_population_cache_rebuilds_a_corrupt_population(tmp_path, tiny):
         load_population(tmp_path / "pop", MODEL)
     with pytest.warns(CorruptCheckpointWarning), pytest.raises(FileNotFoundError):
         load_population(tmp_path / "pop", MODEL)
+
+
+def test_population_cache_is_built_once_by_concurrent_callers(tmp_path, tiny, monkeypatch):
+    """Two callers needing one population entry: the second waits on the entry's file lock
+    (separate open file descriptions, as two processes have) and loads what the first built."""
+    import threading
+
+    import jaxmu.population._pipelines as pipelines
+
+    pool, mask = tiny
+    masks = np.stack([mask, mask])
+    real, calls = pipelines.fit_population, []
+    started, release = threading.Event(), threading.Event()
+
+    def slow_fit(*a, **kw):
+        calls.append(1)
+        started.set()
+        assert release.wait(60)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipelines, "fit_population", slow_fit)
+    out = {}
+
+    def worker(name):
+        out[name] = pipelines.cached_fit_population(tmp_path, MODEL, pool, masks, 0, TINY,
+                                                    tag="t", strategy="vmap", progress=False)
+
+    a = threading.Thread(target=worker, args=("a",))
+    a.start()
+    assert started.wait(60)
+    b = threading.Thread(target=worker, args=("b",))
+    b.start()
+    b.join(1.0)
+    assert b.is_alive()  # waiting on the lock while "a" trains
+    release.set()
+    a.join(120)
+    b.join(120)
+    assert len(calls) == 1
+    assert_tree_bitwise_equal((out["b"].params, out["b"].model_state),
+                              (out["a"].params, out["a"].model_state))
