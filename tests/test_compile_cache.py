@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import pytest
 
 from experiments._cli import build_parser
-from jaxmu._compile_cache import ENV_VAR, compile_cache, resolve_compile_cache
+from jaxmu._compile_cache import ENV_VAR, compile_cache, frozen_gc, resolve_compile_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,19 @@ def test_compile_cache_writes_entries_and_restores_settings(tmp_path):
     assert {k: getattr(jax.config, k) for k in names} == before
     with compile_cache(None) as d:
         assert d is None and jax.config.jax_compilation_cache_dir == before[names[0]]
+
+
+def test_frozen_gc_freezes_for_the_block_only():
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    with frozen_gc():
+        n = gc.get_freeze_count()
+        assert n > 0
+        with frozen_gc():  # nested: left to the outer one
+            assert gc.get_freeze_count() == n
+        assert gc.get_freeze_count() == n
+    assert gc.get_freeze_count() == 0
 
 
 def _cli_compile_seconds(tmp_path: Path, out: str) -> float:
