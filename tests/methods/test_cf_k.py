@@ -28,8 +28,8 @@ def test_behaviour_cnn_task(cnn_task):
     After the CPU conv/BatchNorm layers (im2col convs, PyTorch's unbiased running
     variance) the original CNN differs slightly and RA after CF-k measured 0.769 (an open
     question to investigate: eval-mode BN statistics of the frozen block now come from the
-    unbiased variance; TA 0.644). Asserted: FA drops by >= 0.5, RA >= 0.7, TA >= 0.6; frozen block and
-    BN statistics bit-identical.
+    unbiased variance; TA 0.644). Asserted: FA drops by >= 0.5, RA >= 0.7, TA >= 0.6; frozen
+    block and BN statistics bit-identical.
     """
     t = cnn_task
     p, s = get_method("cf_k", **HP).bind(t.model)(t.params, t.model_state, t.splits, 0)
