@@ -193,7 +193,7 @@ def conv2d(x: jax.Array, w: jax.Array, stride: Sequence[int] = (1, 1),
     """A 2-d convolution, NHWC input and HWIO kernel, fast to differentiate on CPU.
 
     Same values and gradients as ``lax.conv_general_dilated`` with the same arguments
-    (bitwise for dense convs; see the module docstring for how the gradient is formed).
+    (to float32 rounding: on CPU a dense conv is an im2col matmul, see the module docstring).
 
     Args:
         x: input ``[B, H, W, C_in]``.
