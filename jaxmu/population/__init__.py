@@ -6,8 +6,10 @@ References:
 
 from jaxmu.population._memory import chunk_for_budget, max_models, model_bytes
 from jaxmu.population._pipelines import (
+    DesignRuns,
     ULiRADesign,
     cached_fit_population,
+    design_logits,
     fscore_pipeline,
     ulira_design,
     ulira_pipeline,
@@ -26,6 +28,7 @@ from jaxmu.population._population import (
     stack_splits,
     unlearn_population,
 )
+from jaxmu.population._store import PopulationStore, array_digest, method_identity, pool_digest
 from jaxmu.population._strategies import (
     STRATEGIES,
     auto_strategy,
@@ -37,6 +40,12 @@ from jaxmu.population._strategies import (
 
 __all__ = [
     "STRATEGIES",
+    "DesignRuns",
+    "PopulationStore",
+    "array_digest",
+    "design_logits",
+    "method_identity",
+    "pool_digest",
     "PopulationFit",
     "ULiRADesign",
     "cached_fit_population",

@@ -306,6 +306,185 @@ def ulira_design(splits: Splits, num_shadows: int, num_forget_sets: int,
     return ULiRADesign(ins, forget, cand)
 
 
+@dataclasses.dataclass(frozen=True)
+class DesignRuns:
+    """Logits of a population on the train candidates of a :class:`ULiRADesign`.
+
+    Attributes:
+        logits: ``[R, Nc, C]`` float32 eval-mode logits of the R runs on the Nc candidates
+            (``[R, Nc, 2, C]`` with ``flip``: identity and horizontally mirrored images).
+        y: ``[Nc]`` labels of the candidates.
+        forget: ``[R, Nc]`` bool, run r forgot candidate x (all False for originals).
+        member: ``[R, Nc]`` bool, x was in the training set of run r's original.
+        groups: ``[R]`` the original (0..M-1) each run started from.
+        timings: how the population was obtained: ``from_store``, ``wall_s`` (this call)
+            and, from the run that built it, ``originals_s``, ``unlearn_compile_s``,
+            ``unlearn_run_s``, ``predict_s``, ``strategy``.
+        params, model_state: stacked ``[len(kept), ...]`` parameters of the runs
+            ``kept`` (``keep_params`` of :func:`design_logits`), else None.
+        kept: the run indices whose parameters are held.
+    """
+
+    logits: np.ndarray
+    y: np.ndarray
+    forget: np.ndarray
+    member: np.ndarray
+    groups: np.ndarray
+    timings: dict[str, Any]
+    params: Any = None
+    model_state: Any = None
+    kept: tuple[int, ...] = ()
+
+    @property
+    def retain(self) -> np.ndarray:
+        """``[R, Nc]`` bool: x was trained on by the run's original and not forgotten."""
+        return self.member & ~self.forget
+
+    @property
+    def unseen(self) -> np.ndarray:
+        """``[R, Nc]`` bool: the run's original never saw x."""
+        return ~self.member
+
+    @property
+    def num_runs(self) -> int:
+        return int(self.logits.shape[0])
+
+
+def _flat(tree: Any, prefix: str) -> dict[str, np.ndarray]:
+    return {f"{prefix}{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
+
+
+def _unflat(arrays: dict[str, np.ndarray], prefix: str, like: Any) -> Any:
+    leaves, treedef = jax.tree.flatten(like)
+    return jax.tree.unflatten(treedef, [jnp.asarray(arrays[f"{prefix}{i}"])
+                                        for i in range(len(leaves))])
+
+
+def design_logits(
+    model: Model,
+    splits: Splits,
+    design: ULiRADesign,
+    method: Any,
+    *,
+    seed: int = 0,
+    config: TrainConfig = TrainConfig(),
+    flip: bool = False,
+    stream: int = 0,
+    strategy: str = "auto",
+    chunk: int | None = None,
+    cache_dir: str | None = None,
+    keep_params: Any = (),
+    progress: bool = True,
+) -> DesignRuns:
+    """Logits of the M shadow originals of ``design`` (``method=None``) or of the M*K
+    unlearning runs of ``method`` from them, through the population store.
+
+    The originals are trained once per (pool, design, model, recipe, seed) and cached
+    (:func:`cached_fit_population`); run ``(m, k)`` (index ``m*K + k``) unlearns forget
+    set ``k`` from original ``m`` with key ``fold_in(fold_in(seed, 3 + 1000*stream),
+    m*K + k)``. The logits are stored in ``<cache_dir>/populations/`` under a hash of
+    everything that produced them (pool content, design masks, val split, model, recipe,
+    method and hyperparameters, seed, stream, flip, jaxmu version,
+    :class:`~jaxmu.population._store.PopulationStore`) and reused by every later request
+    (any audit, any run); ``cache_dir=None`` stores nothing.
+
+    Args:
+        method: a bound method, or None for the originals themselves (``R = M``, no
+            forgetting).
+        flip: also predict the horizontally mirrored images (logits ``[R, Nc, 2, C]``).
+        stream: selects an independent stream of unlearning keys (0 is U-LiRA's; e.g. a
+            second "retrain" population with ``stream=1`` is independent of the first).
+        keep_params: run indices whose unlearned parameters are also stored and returned
+            (for audits that need the weights, e.g. relearning).
+
+    Returns:
+        a :class:`DesignRuns`.
+    """
+    from jaxmu.population._store import (
+        PopulationStore,
+        array_digest,
+        method_identity,
+        pool_digest,
+    )
+
+    pool = splits.pool
+    m_sh, k_f = design.in_masks.shape[0], design.forget.shape[1]
+    keep = tuple(int(i) for i in keep_params)
+    originals_only = method is None
+    r = m_sh if originals_only else m_sh * k_f
+    if any(not 0 <= i < r for i in keep):
+        raise ValueError(f"keep_params: run indices must lie in [0, {r}), got {list(keep)}")
+    cand = design.candidates
+    forget_full = (np.zeros((m_sh, cand.size), bool) if originals_only
+                   else design.forget.reshape(m_sh * k_f, -1))
+    ins = design.in_masks if originals_only else np.repeat(design.in_masks, k_f, axis=0)
+    identity = {
+        "pool": pool_digest(pool), "pool_name": pool.name,
+        "design": array_digest(design.in_masks, design.forget, design.candidates),
+        "val": array_digest(np.asarray(splits.val)),
+        "model": model.name, "module": repr(getattr(model, "module", model)),
+        "recipe": config.to_dict(), "seed": int(seed), "stream": int(stream),
+        "method": method_identity(method), "flip": bool(flip), "keep": list(keep),
+    }
+    holder: dict[str, Any] = {}
+
+    def build():
+        t0 = time.perf_counter()
+        orig = cached_fit_population(cache_dir, model, pool, design.in_masks, seed + 2000,
+                                     config, tag="ulira_original", strategy=strategy,
+                                     chunk=chunk, progress=progress)
+        t_orig = time.perf_counter() - t0
+        if originals_only:
+            p, s = orig.params, orig.model_state
+            tu = {"compile_s": 0.0, "run_s": 0.0, "strategy": strategy}
+        else:
+            rep = lambda x: jnp.repeat(x, k_f, axis=0)  # noqa: E731  [M] -> [M*K], (m, k)
+            params, state = jax.tree.map(rep, orig.params), jax.tree.map(rep, orig.model_state)
+            out = cand[None] & ~ins
+            val = np.broadcast_to(np.asarray(splits.val), forget_full.shape)
+            psplits = stack_splits(pool, forget_full, ins & ~forget_full, val=val, test=out)
+            keys = model_keys(jax.random.fold_in(as_key(seed), 3 + 1000 * int(stream)),
+                              range(r))
+            p, s, tu = unlearn_population(method, params, state, psplits, keys,
+                                          strategy=strategy, chunk=chunk)
+        t0 = time.perf_counter()
+        cj = jnp.asarray(cand)
+        logits = predict_population(model, p, s, pool, cj, strategy=strategy, chunk=chunk)
+        if flip:  # NHWC: mirror the width axis; per-channel normalisation commutes with it
+            mirrored = dataclasses.replace(pool, x=jnp.flip(pool.x, axis=2))
+            flipped = predict_population(model, p, s, mirrored, cj, strategy=strategy,
+                                         chunk=chunk)
+            logits = jnp.stack([logits, flipped], axis=2)  # [R, Nc, 2, C]
+        arrays = {"logits": np.asarray(logits, np.float32)}
+        if keep:
+            sel = jnp.asarray(keep)
+            holder["like"] = (jax.tree.map(lambda x: x[sel], p), jax.tree.map(lambda x: x[sel], s))
+            arrays.update(_flat(holder["like"][0], "p"))
+            arrays.update(_flat(holder["like"][1], "s"))
+        extra = {"originals_s": t_orig, "unlearn_compile_s": tu["compile_s"],
+                 "unlearn_run_s": tu["run_s"], "predict_s": time.perf_counter() - t0,
+                 "strategy": tu["strategy"]}
+        return arrays, extra
+
+    store = PopulationStore(cache_dir)
+    arrays, info = store.get_or_build("originals" if originals_only else "runs", identity,
+                                      build, progress=progress)
+    params = state = None
+    if keep:
+        if "like" in holder:
+            params, state = holder["like"]
+        else:  # loaded: rebuild the tree structure from the model's initialiser
+            from jaxmu.population._population import init_population
+
+            p0, s0 = init_population(model, 0, range(len(keep)))
+            params, state = _unflat(arrays, "p", p0), _unflat(arrays, "s", s0)
+    return DesignRuns(
+        logits=arrays["logits"], y=np.asarray(pool.y)[cand],
+        forget=forget_full[:, cand], member=ins[:, cand],
+        groups=np.arange(r) // (1 if originals_only else k_f), timings=info,
+        params=params, model_state=state, kept=keep)
+
+
 def ulira_pipeline(
     model: Model,
     splits: Splits,
@@ -391,34 +570,12 @@ def ulira_pipeline(
     if not 1 <= t_ < m_sh - 1:
         raise ValueError(f"num_targets must lie in [1, {m_sh - 2}], got {t_}")
     design = ulira_design(splits, m_sh, k_f, forget_fraction, seed)
-    pool = splits.pool
-    t0 = time.perf_counter()
-    orig = cached_fit_population(cache_dir, model, pool, design.in_masks, seed + 2000, config,
-                                 tag="ulira_original", strategy=strategy, chunk=chunk,
-                                 progress=progress)
-    t_orig = time.perf_counter() - t0
-    rep = lambda x: jnp.repeat(x, k_f, axis=0)  # noqa: E731  [M] -> [M*K], (m, k) order
-    params, state = jax.tree.map(rep, orig.params), jax.tree.map(rep, orig.model_state)
-    forget = design.forget.reshape(m_sh * k_f, -1)
-    ins = np.repeat(design.in_masks, k_f, axis=0)
-    out = design.candidates[None] & ~ins
-    val = np.broadcast_to(np.asarray(splits.val), forget.shape)
-    psplits = stack_splits(pool, forget, ins & ~forget, val=val, test=out)
-    keys = model_keys(jax.random.fold_in(as_key(seed), 3), range(m_sh * k_f))
-    pu, su, tu = unlearn_population(method, params, state, psplits, keys, strategy=strategy,
-                                    chunk=chunk)
-    cand = jnp.asarray(design.candidates)
-    logits = predict_population(model, pu, su, pool, cand, strategy=strategy, chunk=chunk)
-    y = np.asarray(pool.y)[design.candidates]
-    if flip:  # NHWC: mirror the width axis; per-channel normalisation commutes with it
-        mirrored = dataclasses.replace(pool, x=jnp.flip(pool.x, axis=2))
-        flipped = predict_population(model, pu, su, mirrored, cand, strategy=strategy,
-                                     chunk=chunk)
-        logits = jnp.stack([logits, flipped], axis=2)  # [M*K, Nc, 2, C]
-        y = y[:, None]
+    runs = design_logits(model, splits, design, method, seed=seed, config=config,
+                         flip=flip, strategy=strategy, chunk=chunk, cache_dir=cache_dir,
+                         progress=progress)
+    logits, y = runs.logits, runs.y if not flip else runs.y[:, None]
     stats = membership_statistic(np.asarray(logits), y, kind=statistic)  # [M*K, Nc(, 2)]
-    h1 = forget[:, design.candidates]
-    h0 = out[:, design.candidates]
+    h1, h0 = runs.forget, runs.unseen
     n_sh = (m_sh - t_) * k_f
     rng = np.random.default_rng(seed)
     tmask = h1[n_sh:].copy()
@@ -434,13 +591,12 @@ def ulira_pipeline(
     rep_ = {k: v for k, v in rep_.items() if k != "scores"}
     rep_.update({
         "num_shadows": m_sh, "num_forget_sets": k_f, "num_targets": t_,
-        "forget_size": int(forget[0].sum()), "statistic": statistic, "flip": bool(flip),
+        "forget_size": int(h1[0].sum()), "statistic": statistic, "flip": bool(flip),
         "variant": variant, "bootstrap_fits": bool(bootstrap_fits),
-        "timings": {"originals_s": t_orig, "unlearn_compile_s": tu["compile_s"],
-                    "unlearn_run_s": tu["run_s"], "strategy": tu["strategy"]},
+        "timings": runs.timings,
     })
     return rep_
 
 
-__all__ = ["ULiRADesign", "cached_fit_population", "fscore_bootstrap_ci", "fscore_pipeline",
-           "ulira_design", "ulira_pipeline"]
+__all__ = ["DesignRuns", "ULiRADesign", "cached_fit_population", "design_logits",
+           "fscore_bootstrap_ci", "fscore_pipeline", "ulira_design", "ulira_pipeline"]

@@ -1,0 +1,1 @@
+"""Audits of unlearned populations against retrained ones, from one cached population."""
