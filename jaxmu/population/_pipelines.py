@@ -220,23 +220,51 @@ def fscore_pipeline(
     References:
         Triantafillou et al. 2023; evaluation-spec.md §1, §2.6-9 (CIs).
     """
+    from jaxmu.population._store import (
+        PopulationStore,
+        array_digest,
+        method_identity,
+        pool_digest,
+    )
+
     n = num_models
-    t0 = time.perf_counter()
-    retain = np.broadcast_to(np.asarray(splits.retain), (n, splits.pool.size))
-    rpop = cached_fit_population(cache_dir, model, splits.pool, retain, seed + 1000, config,
-                                 tag="retrain", strategy=strategy, chunk=chunk,
-                                 progress=progress)
-    t_retrain = time.perf_counter() - t0
-    keys = model_keys(jax.random.fold_in(as_key(seed), 99), range(n))
-    pu, su, tu = unlearn_population(method, original[0], original[1], splits, keys,
-                                    strategy=strategy, chunk=chunk, shared_model=True)
-    y = {s: splits.pool.y[splits.indices(s)] for s in ("forget", "retain", "test")}
+    store = PopulationStore(cache_dir)
+    sp_names = ("forget", "retain", "test")
+    base = {"pool": pool_digest(splits.pool), "pool_name": splits.pool.name,
+            "splits": array_digest(*(np.asarray(splits.mask(sp)) for sp in sp_names)),
+            "model": model.name, "module": repr(getattr(model, "module", model)),
+            "recipe": config.to_dict(), "seed": int(seed), "num_models": int(n)}
+
+    def predict(p, s):
+        return {sp: np.asarray(predict_population(model, p, s, splits.pool, splits.mask(sp),
+                                                  strategy=strategy, chunk=chunk), np.float32)
+                for sp in sp_names}
+
+    def build_retrained():
+        t0 = time.perf_counter()
+        retain = np.broadcast_to(np.asarray(splits.retain), (n, splits.pool.size))
+        rpop = cached_fit_population(cache_dir, model, splits.pool, retain, seed + 1000,
+                                     config, tag="retrain", strategy=strategy, chunk=chunk,
+                                     progress=progress)
+        return predict(rpop.params, rpop.model_state), {"retrain_s": time.perf_counter() - t0}
+
+    def build_unlearned():
+        keys = model_keys(jax.random.fold_in(as_key(seed), 99), range(n))
+        pu, su, tu = unlearn_population(method, original[0], original[1], splits, keys,
+                                        strategy=strategy, chunk=chunk, shared_model=True)
+        return predict(pu, su), {k: tu[k] for k in ("compile_s", "run_s", "strategy")}
+
+    rlog, rinfo = store.get_or_build("fscore_retrained", base, build_retrained,
+                                     progress=progress)
+    t_retrain = rinfo["retrain_s"]
+    ulog, uinfo = store.get_or_build(
+        "fscore_unlearned", {**base, "method": method_identity(method),
+                             "original": array_digest(*jax.tree.leaves(original))},
+        build_unlearned, progress=progress)
+    tu = uinfo
+    y = {s: splits.pool.y[splits.indices(s)] for s in sp_names}
     res: dict[str, Any] = {}
-    logits = {}
-    for who, (p, s) in (("unlearned", (pu, su)), ("retrained", (rpop.params, rpop.model_state))):
-        logits[who] = {sp: predict_population(model, p, s, splits.pool, splits.mask(sp),
-                                              strategy=strategy, chunk=chunk)
-                       for sp in ("forget", "retain", "test")}
+    logits = {"unlearned": ulog, "retrained": rlog}
     confs = {who: membership_statistic(np.asarray(lg["forget"]), np.asarray(y["forget"]))
              for who, lg in logits.items()}
     acc = {who: {sp: _accuracy(lg[sp], y[sp]) for sp in ("retain", "test")}
@@ -262,7 +290,10 @@ def fscore_pipeline(
         "num_models": n, "forget_size": splits.n_forget,
         "timings": {"retrain_population_s": t_retrain,
                     "unlearn_compile_s": tu["compile_s"], "unlearn_run_s": tu["run_s"],
-                    "bootstrap_s": t_boot, "strategy": tu["strategy"]},
+                    "bootstrap_s": t_boot, "strategy": tu["strategy"],
+                    "retrained_from_store": rinfo["from_store"],
+                    "unlearned_from_store": uinfo["from_store"],
+                    "retrained_wall_s": rinfo["wall_s"], "unlearned_wall_s": uinfo["wall_s"]},
     })
     return res
 
