@@ -516,6 +516,44 @@ def design_logits(
         params=params, model_state=state, kept=keep)
 
 
+def target_pairs(runs: DesignRuns, first_target: int, seed: int = 0) -> np.ndarray:
+    """``[T, Nc]`` bool: the pairs each target run (rows ``first_target:``) scores: its
+    forget set (positives) and an equal-size random sample of its never-seen candidates
+    (negatives), drawn with ``numpy.random.default_rng(seed)`` in run order."""
+    h1, h0 = runs.forget, runs.unseen
+    rng = np.random.default_rng(seed)
+    tmask = h1[first_target:].copy()
+    for i in range(tmask.shape[0]):
+        neg = np.flatnonzero(h0[first_target + i])
+        size = min(neg.size, int(h1[first_target + i].sum()))
+        tmask[i, rng.choice(neg, size, replace=False)] = True
+    return tmask
+
+
+def ulira_from_runs(runs: DesignRuns, *, num_targets: int, statistic: str = "confidence",
+                    online: bool = True, n_bootstrap: int = 200, seed: int = 0,
+                    bootstrap_fits: bool = True, shadow_rows: Any = None) -> dict[str, Any]:
+    """U-LiRA on the runs of a design population: the runs of the last ``num_targets``
+    originals are the targets (scoring :func:`target_pairs`), the others (or the rows
+    ``shadow_rows`` of them) fit the per-example Gaussians; H1 = runs that forgot x,
+    H0 = runs whose original never saw x. See :func:`ulira_pipeline`."""
+    y = runs.y if runs.logits.ndim == 3 else runs.y[:, None]
+    stats = membership_statistic(np.asarray(runs.logits), y, kind=statistic)
+    h1, h0 = runs.forget, runs.unseen
+    k_f = int(np.sum(runs.groups == runs.groups[0]))
+    n_sh = runs.num_runs - num_targets * k_f
+    tmask = target_pairs(runs, n_sh, seed)
+    rows = np.arange(n_sh) if shadow_rows is None else np.asarray(shadow_rows)
+    rep_ = ulira_metric(stats[rows], stats[rows], stats[n_sh:], h1[n_sh:],
+                        shadow_unlearned_mask=h1[rows], shadow_retrained_mask=h0[rows],
+                        target_mask=tmask, online=online, n_bootstrap=n_bootstrap, seed=seed,
+                        target_groups=runs.groups[n_sh:],
+                        shadow_groups=runs.groups[rows] if bootstrap_fits else None)
+    rep_["stats"] = stats
+    rep_["target_mask"] = tmask
+    return rep_
+
+
 def ulira_pipeline(
     model: Model,
     splits: Splits,
@@ -604,25 +642,13 @@ def ulira_pipeline(
     runs = design_logits(model, splits, design, method, seed=seed, config=config,
                          flip=flip, strategy=strategy, chunk=chunk, cache_dir=cache_dir,
                          progress=progress)
-    logits, y = runs.logits, runs.y if not flip else runs.y[:, None]
-    stats = membership_statistic(np.asarray(logits), y, kind=statistic)  # [M*K, Nc(, 2)]
-    h1, h0 = runs.forget, runs.unseen
-    n_sh = (m_sh - t_) * k_f
-    rng = np.random.default_rng(seed)
-    tmask = h1[n_sh:].copy()
-    for i in range(tmask.shape[0]):
-        neg = np.flatnonzero(h0[n_sh + i])
-        tmask[i, rng.choice(neg, min(neg.size, int(h1[n_sh + i].sum())), replace=False)] = True
-    original = np.repeat(np.arange(m_sh), k_f)  # the original of every (m, k) run
-    rep_ = ulira_metric(stats[:n_sh], stats[:n_sh], stats[n_sh:], h1[n_sh:],
-                        shadow_unlearned_mask=h1[:n_sh], shadow_retrained_mask=h0[:n_sh],
-                        target_mask=tmask, online=variant == "online",
-                        n_bootstrap=n_bootstrap, seed=seed, target_groups=original[n_sh:],
-                        shadow_groups=original[:n_sh] if bootstrap_fits else None)
-    rep_ = {k: v for k, v in rep_.items() if k != "scores"}
+    rep_ = ulira_from_runs(runs, num_targets=t_, statistic=statistic,
+                           online=variant == "online", n_bootstrap=n_bootstrap, seed=seed,
+                           bootstrap_fits=bootstrap_fits)
+    rep_ = {k: v for k, v in rep_.items() if k not in ("scores", "stats", "target_mask")}
     rep_.update({
         "num_shadows": m_sh, "num_forget_sets": k_f, "num_targets": t_,
-        "forget_size": int(h1[0].sum()), "statistic": statistic, "flip": bool(flip),
+        "forget_size": int(runs.forget[0].sum()), "statistic": statistic, "flip": bool(flip),
         "variant": variant, "bootstrap_fits": bool(bootstrap_fits),
         "timings": runs.timings,
     })
@@ -630,4 +656,5 @@ def ulira_pipeline(
 
 
 __all__ = ["DesignRuns", "ULiRADesign", "cached_fit_population", "design_logits",
-           "fscore_bootstrap_ci", "fscore_pipeline", "ulira_design", "ulira_pipeline"]
+           "fscore_bootstrap_ci", "fscore_pipeline", "target_pairs", "ulira_design",
+           "ulira_from_runs", "ulira_pipeline"]
