@@ -49,6 +49,7 @@ from jaxmu.metrics._mia import (
     population_mia,
 )
 from jaxmu.metrics._record import MIASkippedWarning, evaluate_logits
+from jaxmu.metrics._rmia import rmia, rmia_scores, rmia_signal, tune_offline_a, u_rmia
 from jaxmu.metrics._timing import Timer, rte, timed
 from jaxmu.metrics._ulira import membership_statistic, ulira
 
@@ -82,8 +83,13 @@ __all__ = [
     "population_mia",
     "retdev",
     "retention",
+    "rmia",
+    "rmia_scores",
+    "rmia_signal",
     "rte",
     "sape",
     "timed",
+    "tune_offline_a",
+    "u_rmia",
     "ulira",
 ]
