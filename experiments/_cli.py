@@ -64,8 +64,7 @@ class UsageError(Exception):
 
 
 def build_parser(dataset: str) -> ArgumentParser:
-    from jaxmu.data import SCENARIOS
-    from jaxmu.models import MODELS
+    from jaxmu._names import MODELS, SCENARIOS  # jax-free, so --help answers at once
 
     model, epochs, batch = DEFAULTS[dataset]
     p = ArgumentParser(
@@ -315,10 +314,10 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
 
     from jaxmu import evaluate
     from jaxmu.data import DataNotFoundError, load_dataset, scenario_splits
-    from jaxmu.io import cached_fit, provenance, write_json
+    from jaxmu.io import provenance, write_json
     from jaxmu.methods import get_method, parse_hp
     from jaxmu.metrics import MIASkippedWarning
-    from jaxmu.train import TrainConfig
+    from jaxmu.train import TrainConfig, cached_fit
 
     try:
         hp = parse_hp(a.hp)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import jaxmu.io
+import jaxmu.train
 from experiments._cli import main
 
 FAST = ["--epochs", "2", "--no-mia", "--quiet", "--cache-dir", ""]
@@ -17,7 +17,7 @@ def _stop_before_training(monkeypatch):
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jaxmu.io, "cached_fit", stop)
+    monkeypatch.setattr(jaxmu.train, "cached_fit", stop)
 
 
 @pytest.mark.parametrize("model, warned", [("mlp", True), ("small_cnn", False)])

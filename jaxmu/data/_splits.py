@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
+from jaxmu._names import SCENARIOS
 from jaxmu.data._dataset import Dataset
 from jaxmu.types import Splits
 
@@ -36,6 +36,8 @@ def _split_off(idx: np.ndarray, fraction: float, name: str, taken: str, left: st
         empty = taken if n_taken == 0 else left
         raise ValueError(f"{name} {fraction} of {len(idx)} examples leaves the {empty} set "
                          "empty; the dataset is too small for these fractions")
+    from sklearn.model_selection import train_test_split
+
     rest, part = train_test_split(idx, test_size=fraction, random_state=seed)
     return rest, part
 
@@ -158,9 +160,6 @@ def label_skewed_splits(
         rng.choice(out_c, size=min(len(out_c), n - k), replace=False),
     ])
     return _finish(ds, train, forget, val)
-
-
-SCENARIOS = ("random", "classwise:<c>[,<c>...]", "red:<size>", "label_skew:<class>")
 
 
 def scenario_splits(

@@ -1,10 +1,13 @@
-"""Self-checking checkpoints (orbax), the model cache, result files and provenance.
+"""Self-checking checkpoints (orbax), cache keys and locks, result files and provenance.
+
+The lowest layer of jaxmu: it imports no other jaxmu package (only :mod:`jaxmu.types`). The
+model cache built on it is :func:`jaxmu.train.cached_fit`.
 
 Faults of the environment (a corrupt checkpoint with rebuilding off, a full disk) raise
 :class:`IOFault` subclasses whose message is one line; see docs/reliability.md.
 """
 
-from jaxmu.io._cache import cache_key, cached_fit
+from jaxmu.io._cache import cache_key
 from jaxmu.io._checkpoint import (
     MANIFEST,
     check_resume,
@@ -33,7 +36,6 @@ __all__ = [
     "IOFault",
     "WriteFailedError",
     "cache_key",
-    "cached_fit",
     "check_resume",
     "entry_lock",
     "latest_step",

@@ -1,39 +1,18 @@
-"""Cache of trained original / retrained models keyed by what determines them.
+"""The key of a trained-model cache entry: a short hash of what determines the model.
 
-The key hashes (dataset name and pool size, the training mask, the model, the recipe, the
-seed), so experiments reuse models instead of retraining them, and any change of those
-inputs trains anew. An entry ``<cache_dir>/<key>/`` holds ``final/`` (the trained model and
-JSON metadata: timings, history and the run's identity) and ``epochs/`` (the epoch
-checkpoints it was trained with).
-
-Entries check themselves: checkpoints carry checksums (see :mod:`jaxmu.io._checkpoint`)
-and the stored identity must match the request; a corrupt or foreign entry is moved aside
-with one warning line and rebuilt (from its last intact epoch checkpoint, else from
-scratch). Processes sharing a cache take a lock per entry, so one trains and the others
-wait and then load the finished entry.
+:func:`jaxmu.train.cached_fit` stores an original / retrained model under
+``<cache_dir>/<cache_key(...)>/`` and the population caches of :mod:`jaxmu.population` use
+the same key, so a change of the dataset, the training mask, the model, the recipe or the
+seed trains anew.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
-
-from jaxmu.io._checkpoint import (
-    latest_step,
-    rebuild_corrupt,
-    restore_checkpoint,
-    run_identity,
-    save_checkpoint,
-    set_aside,
-)
-from jaxmu.io._lock import entry_lock
 
 
 def cache_key(pool: Any, mask: Any, model: Any, config: Any, seed: int) -> str:
@@ -46,61 +25,3 @@ def cache_key(pool: Any, mask: Any, model: Any, config: Any, seed: int) -> str:
     }, sort_keys=True).encode())
     h.update(np.packbits(np.asarray(mask)).tobytes())
     return h.hexdigest()[:16]
-
-
-def cached_fit(
-    cache_dir: str | os.PathLike | None,
-    model: Any,
-    pool: Any,
-    mask: Any,
-    seed: int,
-    config: Any,
-    *,
-    progress: bool = True,
-    rebuild: bool | None = None,
-) -> tuple[Any, Any, dict]:
-    """``fit`` with a self-checking cache.
-
-    Args:
-        cache_dir: the cache directory; ``None`` always trains.
-        model, pool, mask, seed, config: as for :func:`jaxmu.train.fit`.
-        progress: progress bars, and one line on stderr while waiting for another process
-            that builds the same entry.
-        rebuild: what a corrupt entry does: ``True`` moves it aside with one warning line
-            and rebuilds it, ``False`` raises :class:`~jaxmu.io.CorruptCheckpointError`;
-            ``None`` (default) follows :func:`~jaxmu.io.rebuild_corrupt` (on by default).
-
-    Returns:
-        ``(params, model_state, meta)``; ``meta`` holds ``timings``, ``history``,
-        ``cache_key`` and whether it was a ``cache_hit``.
-
-    Raises:
-        CorruptCheckpointError: a corrupt entry with rebuilding off.
-        WriteFailedError: the cache cannot be written (disk full, ...): one line naming it.
-    """
-    from jaxmu.train import fit
-
-    if cache_dir is None:
-        r = fit(model, pool, mask, seed, config, progress=progress)
-        return r.params, r.model_state, {"timings": r.timings, "history": r.history,
-                                         "cache_key": None, "cache_hit": False}
-    key = cache_key(pool, mask, model, config, seed)
-    entry = Path(cache_dir) / key
-    final = entry / "final"
-    identity = {"config": config.to_dict(), "model": model.name, "seed": int(seed),
-                "dataset": pool.name, "n_pool": int(pool.size),
-                "masks_sha256": run_identity(seed, mask)["masks_sha256"]}
-    policy = contextlib.nullcontext() if rebuild is None else rebuild_corrupt(rebuild)
-    with policy, entry_lock(entry, announce=progress):
-        while (step := latest_step(final)) is not None:  # corrupt steps are moved aside
-            like = jax.eval_shape(model.init, jax.random.key(0))
-            (params, state), meta = restore_checkpoint(final, like, step)
-            diff = [k for k, v in identity.items() if k in meta and meta[k] != v]
-            if not diff:
-                return params, state, {**meta, "cache_key": key, "cache_hit": True}
-            set_aside(final / str(step), f"made by another run: differs in {', '.join(diff)}")
-        r = fit(model, pool, mask, seed, config, progress=progress,
-                checkpoint_dir=str(entry / "epochs"))
-        meta = {"timings": r.timings, "history": r.history, **identity}
-        save_checkpoint(final, 0, (r.params, r.model_state), meta)
-    return r.params, r.model_state, {**meta, "cache_key": key, "cache_hit": False}

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from jaxmu.metrics import _checks
 
@@ -73,6 +72,8 @@ def bootstrap_ci(
     value = value.item()
     if np.all([np.all(a == np.take(a, [0], axis=axis)) for a in arrays]):
         return value, value, value
+    from scipy import stats  # ~0.5 s to import: only when a bootstrap runs
+
     res = stats.bootstrap(
         arrays,
         statistic,

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from scipy import special
-from sklearn import metrics as skm
 
 from jaxmu.metrics import _checks
 from jaxmu.metrics._typing import Mask, Stats
@@ -257,6 +256,8 @@ def summarize(
     centred = interval == "centred" or (interval == "auto" and refit is not None)
     t = scores.shape[0]
     inv, n_units = _cluster_index("groups", groups, t)
+    from sklearn import metrics as skm
+
     fpr, tpr, _ = skm.roc_curve(y, s)
     counts = _target_counts(scores, positive, ok)
     tp_t, np_t, tn_t, nn_t = counts

@@ -24,11 +24,6 @@ from typing import Any
 
 import numpy as np
 from jaxtyping import ArrayLike
-from sklearn import model_selection
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.svm import SVC
-from sklearn.utils import shuffle as sk_shuffle
 
 from jaxmu.metrics import _checks
 from jaxmu.metrics._accuracy import _logits_labels, log_softmax
@@ -64,6 +59,9 @@ def _loss_attack(forget, reference, seed, n_splits, test_size, cv_seed):
                          f"stratified {test_size:g} split, got {n} after balancing")
     x = np.concatenate([f[:n], r[:n]])[:, None]
     y = np.concatenate([np.zeros(n, dtype=int), np.ones(n, dtype=int)])
+    from sklearn import model_selection
+    from sklearn.linear_model import LogisticRegression
+
     cv = model_selection.StratifiedShuffleSplit(
         n_splits=n_splits, test_size=test_size, random_state=cv_seed
     )
@@ -153,6 +151,10 @@ def _estimator(classifier: Any, seed: int, default: str):
         if not (hasattr(classifier, "fit") and hasattr(classifier, "predict")):
             raise ValueError("classifier: expected a name or an object with fit and predict")
         return classifier
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
     name = classifier.lower()
     if name == "hgb":
         return HistGradientBoostingClassifier(random_state=seed)
@@ -269,6 +271,9 @@ def classifier_mia(
     if len(it) < 5:
         raise ValueError(f"faithful classifier_mia needs at least 5 examples per side after "
                          f"per-class balancing for 5-fold CV, got {len(it)}")
+    from sklearn import model_selection
+    from sklearn.utils import shuffle as sk_shuffle
+
     x, y = sk_shuffle(x, y, random_state=42)
     tnr = []
     for train_idx, _ in model_selection.StratifiedKFold(n_splits=5).split(x, y):

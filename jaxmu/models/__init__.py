@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from jaxmu._names import MODELS
 from jaxmu.models._base import FlaxModel, activation
 from jaxmu.models._layers import BatchNorm, Conv, conv2d, max_pool, reference_ops
 from jaxmu.models._resnet import resnet18
@@ -24,8 +25,6 @@ from jaxmu.models._select import (
 )
 from jaxmu.models._small import mlp, small_cnn
 from jaxmu.models._tinyvit import tinyvit_11m
-
-MODELS = ("mlp", "small_cnn", "resnet18", "resnet18_cifar", "tinyvit")
 
 
 def get_model(name: str, num_classes: int, input_shape: Sequence[int], **kwargs) -> FlaxModel:

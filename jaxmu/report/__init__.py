@@ -6,24 +6,44 @@ chosen hyperparameters), ``results.csv`` (long format), ``results.json`` (the st
 null) and PNG figures. The table builders are public for use in notebooks and papers.
 :func:`combine_studies` ranks several studies (one per dataset and architecture) together,
 Deep Unlearn's Table 1 over settings, and :func:`write_combined_report` writes it
-(``python -m jaxmu.report combine OUT_DIR STUDY [STUDY ...]``).
+(``python -m jaxmu.report combine OUT_DIR STUDY [STUDY ...]``). The ranking itself
+(:func:`rank_methods`, Deep Unlearn's performance groups; :func:`study_ranking` of a study's
+:func:`ranking_rows`) lives here too, and ``jaxmu.sweep`` re-exports it.
 
 References:
     Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4, §6, §7, §8.
 """
 
 from jaxmu.report._combine import combine_studies, write_combined_report
+from jaxmu.report._ranking import (
+    GROUPS,
+    LOWER_IS_BETTER,
+    REFERENCES,
+    performance_groups,
+    rank_methods,
+    ranking_rows,
+    setting_name,
+    study_ranking,
+)
 from jaxmu.report._recipes import recipes_markdown
 from jaxmu.report._tables import ranking_table_markdown, rte_table_markdown
 from jaxmu.report._validate import validate_study
 from jaxmu.report._write import csv_rows, write_report
 
 __all__ = [
+    "GROUPS",
+    "LOWER_IS_BETTER",
+    "REFERENCES",
     "combine_studies",
     "csv_rows",
+    "performance_groups",
+    "rank_methods",
+    "ranking_rows",
     "ranking_table_markdown",
     "recipes_markdown",
     "rte_table_markdown",
+    "setting_name",
+    "study_ranking",
     "validate_study",
     "write_combined_report",
     "write_report",

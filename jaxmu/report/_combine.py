@@ -22,6 +22,7 @@ from typing import Any
 
 from jaxmu.report import _plots
 from jaxmu.report._format import DASH, fmt_value, md_table
+from jaxmu.report._ranking import REFERENCES, ranking_rows, setting_name, study_ranking
 from jaxmu.report._tables import RANKING_TITLES, ranking_table_markdown, sorted_ranking
 from jaxmu.report._validate import GROUPS, json_safe, validate_ranking, validate_study
 from jaxmu.report._write import write_dir_atomically
@@ -53,7 +54,7 @@ def combine_studies(studies: Sequence[Mapping], *, sources: Sequence[str] | None
     """Table 1 over several settings: one study dict per (dataset, architecture).
 
     The ranking is recomputed from every study's per-seed final runs at once with
-    :func:`jaxmu.sweep._benchmark.ranking_rows` and :func:`~jaxmu.sweep._benchmark.study_ranking`
+    :func:`jaxmu.report.ranking_rows` and :func:`jaxmu.report.study_ranking`
     (what :func:`jaxmu.sweep.run_benchmark` does for one setting): per setting, each method's
     seed mean is clustered into G1/G2/G3 (F: fewer usable runs than seeds), and the table
     counts those memberships over the settings. The settings' seed count is their common
@@ -82,8 +83,6 @@ def combine_studies(studies: Sequence[Mapping], *, sources: Sequence[str] | None
     References:
         Deep Unlearn (paper 004) Table 1; methods-spec.md §8.
     """
-    from jaxmu.sweep._benchmark import REFERENCES, ranking_rows, setting_name, study_ranking
-
     studies = list(studies)
     if not studies:
         raise ValueError("studies: need at least one study, got none")

@@ -15,11 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from jaxmu.report._format import fmt_count, is_failed, method_stat, usable_runs
 from jaxmu.report._tables import RANKING_TITLES, sorted_ranking
@@ -28,8 +26,14 @@ from jaxmu.report._validate import GROUPS, as_float, number_list
 _ACC = (("ra", "RA"), ("fa", "FA"), ("va", "VA"), ("ta", "TA"))
 _GROUP_COLORS = {"G1": "#2ca02c", "G2": "#ffbf00", "G3": "#ff7f0e", "F": "#7f7f7f"}
 
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: jaxmu stays light
+    from matplotlib.figure import Figure
+
 
 def _figure(width: float, height: float, layout: str = "tight") -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=100, layout=layout)
     FigureCanvasAgg(fig)
     return fig
@@ -92,6 +96,8 @@ def rte_png(study: Mapping, path: Path) -> bool:
     ax.bar(x, vals, 0.7, yerr=err, capsize=3, color="#1f77b4")
     ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     plain = FuncFormatter(lambda v, _: f"{v:g}")
     ax.yaxis.set_major_formatter(plain)
     lo, hi = ax.get_ylim()
@@ -109,6 +115,8 @@ def ranking_png(study: Mapping, path: Path) -> bool:
     sides = [(m, rows) for m, rows in sides if rows]
     if not sides:
         return False
+    from matplotlib.ticker import MaxNLocator
+
     height = max(3.0, 0.3 * max(len(rows) for _, rows in sides) + 1.5)
     fig = _figure(5.5 * len(sides), height)
     for i, (metric, rows) in enumerate(sides):

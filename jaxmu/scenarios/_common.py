@@ -2,7 +2,7 @@
 
 A *runner* unlearns one deletion and reports its cost:
 
-* ``"retrain"``: :func:`jaxmu.io.cached_fit` on the retain set, with the same seed (hence
+* ``"retrain"``: :func:`jaxmu.train.cached_fit` on the retain set, with the same seed (hence
   the same init) as the original; cost = the pure training time of :func:`jaxmu.train.fit`
   (``timings["train_s"]``: compilation excluded, every epoch synchronised). On a cache hit
   the cost is the training time recorded when the entry was made.
@@ -105,7 +105,7 @@ def default_sisa_config(config: TrainConfig, num_shards: int = 5) -> SisaConfig:
 def timed_fit(cache_dir, model: Model, pool, mask, seed: int, config: TrainConfig,
               repeats: int, progress: bool) -> tuple[tuple[Any, Any], dict[str, Any]]:
     """``cached_fit`` plus, without a cache, ``repeats - 1`` further timed fits (median)."""
-    from jaxmu.io import cached_fit
+    from jaxmu.train import cached_fit
 
     params, state, meta = cached_fit(cache_dir, model, pool, mask, seed, config,
                                      progress=progress)

@@ -76,7 +76,7 @@ def deletion_ratio_sweep(
     ratio, with ``r`` of the non-val training rows forgotten. The original O is trained
     once on the training set (seed ``seed``); per ratio the exact baseline R is trained on
     the retain set with the same seed (same init), both with ``config`` through
-    :func:`jaxmu.io.cached_fit` (``cache_dir`` None: always trained). Then each method
+    :func:`jaxmu.train.cached_fit` (``cache_dir`` None: always trained). Then each method
     unlearns the ratio's forget set:
 
     * ``"retrain"`` (always present, first): R itself; cost = R's training time.

@@ -11,6 +11,7 @@ References:
     methods-spec.md §1, §4, §8; Cadet et al., Deep Unlearn (2024) §4-5.
 """
 
+from jaxmu.report import GROUPS, performance_groups, rank_methods
 from jaxmu.sweep._benchmark import (
     REFERENCES,
     ULIRA_DEFAULTS,
@@ -24,7 +25,6 @@ from jaxmu.sweep._benchmark import (
     ulira_study,
 )
 from jaxmu.sweep._objective import OBJECTIVE_NAMES, objective_values, select_best, trial_score
-from jaxmu.sweep._ranking import GROUPS, performance_groups, rank_methods
 from jaxmu.sweep._study import (
     FAST_COMPILE,
     SweepTask,

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from jaxmu.methods import degenerate_reason, get_method, list_methods
-from jaxmu.sweep._ranking import rank_methods
+from jaxmu.report import REFERENCES, ranking_rows, study_ranking, write_report
 from jaxmu.sweep._study import (
     SweepTask,
     best_hparams,
@@ -39,8 +39,6 @@ from jaxmu.sweep._study import (
     study_name,
 )
 
-REFERENCES = ("original", "retrain")
-"""Reference "methods": reported next to the methods, never swept or ranked."""
 SUMMARY_METRICS = ("ra", "fa", "va", "ta", "rr", "fr", "tr", "retdev", "mia_val", "mia_test",
                    "indisc_val", "indisc_test", "classifier_mia", "js_original", "rte",
                    "run_seconds", "compile_seconds")
@@ -63,7 +61,7 @@ def prepare_task(model, pool, splits, seed: int, recipe, *, cache_dir=None, name
                  progress: bool = False) -> SweepTask:
     """Trains (or loads from the cache) O and R of ``seed`` and evaluates R."""
     from jaxmu import evaluate
-    from jaxmu.io import cached_fit
+    from jaxmu.train import cached_fit
 
     po, so, _ = cached_fit(cache_dir, model, pool, splits.mask("train"), seed, recipe,
                            progress=progress)
@@ -176,48 +174,6 @@ def summarize(runs: Sequence[dict[str, Any]], metrics: Sequence[str] | None = No
     return out
 
 
-def setting_name(study: Mapping[str, Any]) -> str:
-    """The label of a study's (dataset, architecture) setting in the ranking rows:
-    ``"<dataset>-<model>"`` (e.g. ``"digits-mlp"``)."""
-    return f"{study['dataset']}-{study['model']}"
-
-
-def ranking_rows(study: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The rows of :func:`rank_methods` of one study: one per (method, final run), the
-    references (:data:`REFERENCES`) left out, ``setting`` = :func:`setting_name`, the run's
-    metrics as row keys (``None``, NaN in a study read back from JSON, becomes NaN), and
-    ``degenerate``: the method's entry of that name (None when absent)."""
-    setting = setting_name(study)
-    return [{"setting": setting, "method": m, "seed": r["seed"], "usable": r["usable"],
-             "degenerate": v.get("degenerate"),
-             **{k: math.nan if x is None else x for k, x in r.get("metrics", {}).items()}}
-            for m, v in study["methods"].items() if m not in REFERENCES for r in v["runs"]]
-
-
-def study_ranking(rows: Sequence[Mapping[str, Any]], seeds: int | None
-                  ) -> dict[str, list[dict[str, Any]]]:
-    """Table 1 on RetDev and on indiscernibility (test MIA) over ``rows``
-    (:func:`ranking_rows` of one or several studies): ``{"retdev": [...], "indisc": [...]}``
-    (:func:`rank_methods`, ``seeds`` runs needed per setting); ``{}`` without rows. The
-    ranking row of a method that degenerates in some setting is marked with
-    ``"degenerate"``: the reasons, ``"; "``-joined over settings (see
-    :func:`jaxmu.methods.degenerate_reason`); other rows have no such key."""
-    if not rows:
-        return {}
-    reasons: dict[str, list[str]] = {}
-    for r in rows:
-        why = r.get("degenerate")
-        if why and why not in reasons.setdefault(r["method"], []):
-            reasons[r["method"]].append(why)
-    out = {"retdev": rank_methods(rows, "retdev", seeds=seeds),
-           "indisc": rank_methods(rows, "indisc_test", seeds=seeds)}
-    for table in out.values():
-        for t in table:
-            if reasons.get(t["method"]):
-                t["degenerate"] = "; ".join(reasons[t["method"]])
-    return out
-
-
 def _read_json(path: Path) -> Any:
     with open(path) as f:
         return json.load(f)
@@ -273,7 +229,7 @@ def run_benchmark(
         search_seeds: model seeds of the search studies (reference: 0, 1, 2).
         seeds: final runs, model seeds ``0 .. seeds-1`` (reference: 10).
         storage: SQLAlchemy URL shared by workers (default ``out_dir/study.db``).
-        cache_dir: cache of O and R (see :func:`jaxmu.io.cached_fit`).
+        cache_dir: cache of O and R (see :func:`jaxmu.train.cached_fit`).
         clean: drop dead search dimensions. classifier_mias: also run the classifier and
             four-feature MIAs in the final runs. population_size: NSGA-III generation size.
         trial_batch: trials evaluated together, as one vmapped population where their
@@ -407,8 +363,6 @@ def run_benchmark(
                         "total_s": time.perf_counter() - t_start}
     write_json(out / "study.json", study)
     if report:
-        from jaxmu.report import write_report
-
         study["report"] = str(write_report(study, out / "report"))
     log(f"study {setting}: {len(methods)} methods, {trials} trials x {len(search_seeds)} "
         f"search seeds, {seeds} final seeds in {study['timings']['total_s']:.0f} s "

@@ -1,4 +1,5 @@
-"""Training and inference: ``fit`` (resumable), ``predict``, accuracies, schedules, batching.
+"""Training and inference: ``fit`` (resumable), ``cached_fit``, ``predict``, accuracies,
+schedules, batching.
 
 References:
     methods-spec §2.5.
@@ -11,6 +12,7 @@ from jaxmu.train._batches import (
     ordered_indices,
     steps_per_epoch,
 )
+from jaxmu.train._cached import cached_fit
 from jaxmu.train._fit import (
     FitResult,
     TrainConfig,
@@ -26,6 +28,7 @@ __all__ = [
     "FitResult",
     "SCHEDULES",
     "TrainConfig",
+    "cached_fit",
     "cosine",
     "epoch_indices",
     "epoch_multiplier",

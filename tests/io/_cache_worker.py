@@ -24,9 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _helpers import digits_subset_splits  # noqa: E402
 
 import jaxmu.train  # noqa: E402
-from jaxmu.io import cached_fit  # noqa: E402
 from jaxmu.models import mlp  # noqa: E402
-from jaxmu.train import TrainConfig  # noqa: E402
+from jaxmu.train import TrainConfig, cached_fit  # noqa: E402
 
 RECIPE = TrainConfig(epochs=2, batch_size=16, lr=0.05, augment=False)
 MODEL = mlp((8, 8, 1), 10, hidden=(16,))

@@ -30,7 +30,7 @@ def build(kind: str, cache: str | None, epochs: int) -> tuple[str, bool]:
     recipe = TrainConfig(epochs=epochs, batch_size=16, lr=0.05, augment=False)
     mask = np.asarray(s.mask("train"))
     if kind == "fit":
-        from jaxmu.io import cached_fit
+        from jaxmu.train import cached_fit
 
         params, state, meta = cached_fit(cache, MODEL, s.pool, mask, 0, recipe, progress=False)
         return params_sha256((params, state)), bool(meta["cache_hit"])

@@ -26,7 +26,6 @@ from jaxmu.io import (
     WriteFailedError,
     _checkpoint,
     cache_key,
-    cached_fit,
     latest_step,
     read_meta,
     rebuild_corrupt,
@@ -36,7 +35,7 @@ from jaxmu.io import (
     write_json,
 )
 from jaxmu.models import mlp
-from jaxmu.train import TrainConfig, fit
+from jaxmu.train import TrainConfig, cached_fit, fit
 
 TINY = TrainConfig(epochs=3, batch_size=16, lr=0.05, augment=False)
 MODEL = mlp((8, 8, 1), 10, hidden=(16,))

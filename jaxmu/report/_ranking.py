@@ -1,5 +1,11 @@
 """Ranking methods by performance groups (G1/G2/G3/Failed), as in Deep Unlearn's Table 1.
 
+:func:`rank_methods` ranks rows of (setting, method, seed) metrics; :func:`ranking_rows`
+turns one benchmark study (the dict of :func:`jaxmu.sweep.run_benchmark`) into such rows and
+:func:`study_ranking` ranks them on RetDev and on indiscernibility. These live in
+``jaxmu.report`` so that both the benchmark (``jaxmu.sweep``) and the report builders use
+them without the two packages importing each other.
+
 The exact procedure (the paper names agglomerative clustering with cut-offs giving three
 clusters but not the linkage, features or cut-offs; the reference code has no ranking,
 methods-spec §8). jaxmu's documented choice:
@@ -26,7 +32,12 @@ from typing import Any
 
 import numpy as np
 
-GROUPS = ("G1", "G2", "G3", "F")
+from jaxmu.report._validate import GROUPS
+
+REFERENCES = ("original", "retrain")
+"""Reference "methods" (the original model, the model retrained on the retain set): reported
+next to the methods, never swept or ranked."""
+
 LOWER_IS_BETTER = {"retdev": True, "indisc_test": False, "indisc_val": False,
                    "indisc": False, "rte": False}
 
@@ -114,3 +125,45 @@ def rank_methods(rows: Sequence[Mapping[str, Any]], metric: str, *,
     distinct = sorted(set(key.values()))
     table = [{"method": m, **counts[m], "rank": distinct.index(key[m]) + 1} for m in methods]
     return sorted(table, key=lambda t: (t["rank"], t["method"]))
+
+
+def setting_name(study: Mapping[str, Any]) -> str:
+    """The label of a study's (dataset, architecture) setting in the ranking rows:
+    ``"<dataset>-<model>"`` (e.g. ``"digits-mlp"``)."""
+    return f"{study['dataset']}-{study['model']}"
+
+
+def ranking_rows(study: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of :func:`rank_methods` of one study: one per (method, final run), the
+    references (:data:`REFERENCES`) left out, ``setting`` = :func:`setting_name`, the run's
+    metrics as row keys (``None``, NaN in a study read back from JSON, becomes NaN), and
+    ``degenerate``: the method's entry of that name (None when absent)."""
+    setting = setting_name(study)
+    return [{"setting": setting, "method": m, "seed": r["seed"], "usable": r["usable"],
+             "degenerate": v.get("degenerate"),
+             **{k: math.nan if x is None else x for k, x in r.get("metrics", {}).items()}}
+            for m, v in study["methods"].items() if m not in REFERENCES for r in v["runs"]]
+
+
+def study_ranking(rows: Sequence[Mapping[str, Any]], seeds: int | None
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """Table 1 on RetDev and on indiscernibility (test MIA) over ``rows``
+    (:func:`ranking_rows` of one or several studies): ``{"retdev": [...], "indisc": [...]}``
+    (:func:`rank_methods`, ``seeds`` runs needed per setting); ``{}`` without rows. The
+    ranking row of a method that degenerates in some setting is marked with
+    ``"degenerate"``: the reasons, ``"; "``-joined over settings (see
+    :func:`jaxmu.methods.degenerate_reason`); other rows have no such key."""
+    if not rows:
+        return {}
+    reasons: dict[str, list[str]] = {}
+    for r in rows:
+        why = r.get("degenerate")
+        if why and why not in reasons.setdefault(r["method"], []):
+            reasons[r["method"]].append(why)
+    out = {"retdev": rank_methods(rows, "retdev", seeds=seeds),
+           "indisc": rank_methods(rows, "indisc_test", seeds=seeds)}
+    for table in out.values():
+        for t in table:
+            if reasons.get(t["method"]):
+                t["degenerate"] = "; ".join(reasons[t["method"]])
+    return out
