@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from experiments import _audit_cli
 from jaxmu._argparse import ArgumentParser
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -106,9 +107,12 @@ def build_parser(dataset: str) -> ArgumentParser:
                         "env JAXMU_COMPILE_CACHE=0 turns it off, =DIR moves it)")
     p.add_argument("--no-mia", action="store_true",
                    help="skip the classifier and feature MIAs (the loss MIA always runs)")
-    p.add_argument("--eval", default="single", choices=("single", "fscore", "ulira"),
-                   help="single model (default), competition F-score, or U-LiRA "
-                        "(with --benchmark: U-LiRA of every method)")
+    p.add_argument("--eval", default="single",
+                   choices=("single", "fscore", "ulira", *_audit_cli.AUDIT_EVALS),
+                   help="single model (default), competition F-score, U-LiRA (with "
+                        "--benchmark: U-LiRA of every method), or an audit on one cached "
+                        "population: klom, rmia (RMIA and U-RMIA), relearn, shadow-curve, "
+                        "all (U-LiRA and every audit)")
     p.add_argument("--models", type=int, default=512,
                    help="--eval fscore: models per population (unlearned and retrained)")
     p.add_argument("--shadows", type=int, default=64, help="--eval ulira: shadow originals")
@@ -125,6 +129,7 @@ def build_parser(dataset: str) -> ArgumentParser:
                    help="population strategy (results do not depend on it)")
     p.add_argument("--chunk", type=int, default=None, help="models per chunk (chunked)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _audit_cli.add_arguments(p)
     b = p.add_argument_group("benchmark (the Deep Unlearn study: sweep, final runs, ranking, "
                              "report)")
     b.add_argument("--benchmark", action="store_true",
@@ -181,6 +186,13 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UsageError(f"--forget-sets must be >= 1, got {a.forget_sets}")
     if a.strategy == "chunked" and not (a.chunk and a.chunk >= 1):
         raise UsageError("--strategy chunked needs --chunk >= 1")
+    if a.eval in _audit_cli.AUDIT_EVALS:
+        if a.benchmark:
+            raise UsageError(f"--benchmark takes --eval ulira, not --eval {a.eval}")
+        try:
+            _audit_cli.config(a)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     scenario = a.deletion_ratios is not None or a.sequential_requests is not None
     if scenario and (a.benchmark or a.eval != "single"):
         raise UsageError("deletion scenarios cannot be combined with --benchmark or --eval")
@@ -223,6 +235,11 @@ def _check_args(a: argparse.Namespace) -> None:
                                  f"got {getattr(a, name)}")
 
 
+def _cache(a: argparse.Namespace) -> str | None:
+    """The model/population cache directory (None: ``--no-cache`` or ``--cache-dir ''``)."""
+    return None if a.no_cache else (a.cache_dir or None)
+
+
 def _floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -253,7 +270,7 @@ def run_scenario(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
                          augment=dataset != "digits")
     kw = dict(seed=a.seed, config=recipe, split_seed=a.split_seed, val_fraction=a.val_fraction,
               sisa_config=default_sisa_config(recipe, a.sisa_shards),
-              cache_dir=a.cache_dir or None, progress=not a.quiet)
+              cache_dir=_cache(a), progress=not a.quiet)
     from jaxmu.methods import get_method, parse_hp
 
     try:  # --hp applies to --method
@@ -340,7 +357,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         print(f"warning: {degenerate}", file=sys.stderr)
     recipe = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                          augment=dataset != "digits")
-    cache = a.cache_dir or None
+    cache = _cache(a)
     progress = not a.quiet
     po, so, meta_o = cached_fit(cache, model, pool, splits.mask("train"), a.seed, recipe,
                                 progress=progress)
@@ -387,11 +404,11 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         "cache": {"original": meta_o.get("cache_key"), "retrain": meta_r.get("cache_key")},
         "provenance": provenance(),
     }
-    if a.eval != "single":
-        record[a.eval] = _population_eval(a, model, splits, (po, so), method, recipe, cache,
-                                          progress)
     suffix = "" if a.eval == "single" else f"_{a.eval}"
     out = Path(a.out) / Path(dataset).stem / f"{method.name}_seed{a.seed}{suffix}.json"
+    if a.eval != "single":
+        record[a.eval] = _population_eval(a, model, splits, (po, so), method, recipe, cache,
+                                          progress, out.with_suffix(""))
     write_json(out, record)
     record["_path"] = str(out)
     return record
@@ -433,13 +450,14 @@ def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     return _run(ds.pool, model, splits, recipe, out, methods=methods, command=command,
                 run_command=run_command,
                 trials=a.trials, search_seeds=range(a.search_seeds), seeds=a.seeds,
-                storage=a.storage, cache_dir=a.cache_dir or None, clean=a.clean,
+                storage=a.storage, cache_dir=_cache(a), clean=a.clean,
                 classifier_mias=not a.no_mia, population_size=a.population_size,
                 trial_batch=a.trial_batch, ulira=ulira, progress=not a.quiet)
 
 
-def _population_eval(a, model, splits, original, method, recipe, cache, progress):
-    from jaxmu.methods import parse_hp
+def _population_eval(a, model, splits, original, method, recipe, cache, progress,
+                     plot_dir=None):
+    from jaxmu.methods import get_method, parse_hp
     from jaxmu.methods.retrain import recipe_hparams
     from jaxmu.population import fscore_pipeline, ulira_pipeline
 
@@ -449,6 +467,10 @@ def _population_eval(a, model, splits, original, method, recipe, cache, progress
         given = set(parse_hp(a.hp))
         recipe_hp = recipe_hparams(recipe)
         method = method.with_hparams(**{k: v for k, v in recipe_hp.items() if k not in given})
+    if a.eval in _audit_cli.AUDIT_EVALS:  # the oracle: retrain with the originals' recipe
+        oracle = get_method("retrain", **recipe_hparams(recipe))
+        return _audit_cli.run(a, model, splits, method, oracle, recipe, cache, plot_dir,
+                              progress)
     bound = method.bind(model)
     if a.eval == "fscore":
         return fscore_pipeline(model, splits, original, bound, num_models=a.models, seed=a.seed,
@@ -481,6 +503,9 @@ def _ci_text(ci) -> str:
 
 
 def _population_summary(record: dict[str, Any]) -> str:
+    audit = next((k for k in _audit_cli.AUDIT_EVALS if k in record), None)
+    if audit is not None:
+        return "\n".join(_audit_cli.summary_lines(record[audit]))
     if "fscore" in record:
         f = record["fscore"]
         ra, ta = f["unlearned_ra"], f["unlearned_ta"]
@@ -563,7 +588,8 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         _check_args(a)
         from jaxmu._compile_cache import compile_cache, frozen_gc, resolve_compile_cache
 
-        xla_dir = resolve_compile_cache(a.cache_dir, disabled=a.no_compile_cache)
+        xla_dir = resolve_compile_cache(a.cache_dir,
+                                       disabled=a.no_compile_cache or a.no_cache)
         a.compile_cache = str(xla_dir) if xla_dir else None  # recorded with the config
         with compile_cache(xla_dir), frozen_gc():
             if a.deletion_ratios is not None or a.sequential_requests is not None:

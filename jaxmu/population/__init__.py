@@ -11,7 +11,9 @@ from jaxmu.population._pipelines import (
     cached_fit_population,
     design_logits,
     fscore_pipeline,
+    target_pairs,
     ulira_design,
+    ulira_from_runs,
     ulira_pipeline,
 )
 from jaxmu.population._population import (
@@ -52,6 +54,8 @@ __all__ = [
     "fscore_pipeline",
     "ulira_design",
     "ulira_pipeline",
+    "target_pairs",
+    "ulira_from_runs",
     "auto_strategy",
     "balanced_masks",
     "chunk_for_budget",

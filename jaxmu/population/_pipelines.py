@@ -455,7 +455,7 @@ def design_logits(
         "val": array_digest(np.asarray(splits.val)),
         "model": model.name, "module": repr(getattr(model, "module", model)),
         "recipe": config.to_dict(), "seed": int(seed), "stream": int(stream),
-        "method": method_identity(method), "flip": bool(flip), "keep": list(keep),
+        "method": method_identity(method), "flip": bool(flip),
     }
     holder: dict[str, Any] = {}
 
@@ -489,26 +489,33 @@ def design_logits(
         arrays = {"logits": np.asarray(logits, np.float32)}
         if keep:
             sel = jnp.asarray(keep)
-            holder["like"] = (jax.tree.map(lambda x: x[sel], p), jax.tree.map(lambda x: x[sel], s))
-            arrays.update(_flat(holder["like"][0], "p"))
-            arrays.update(_flat(holder["like"][1], "s"))
+            holder["kept"] = (jax.tree.map(lambda x: x[sel], p),
+                              jax.tree.map(lambda x: x[sel], s))
         extra = {"originals_s": t_orig, "unlearn_compile_s": tu["compile_s"],
                  "unlearn_run_s": tu["run_s"], "predict_s": time.perf_counter() - t0,
                  "strategy": tu["strategy"]}
         return arrays, extra
+
+    def build_params():
+        if "kept" not in holder:  # logits came from the store: run the population again
+            build()
+        kp, ks = holder["kept"]
+        return {**_flat(kp, "p"), **_flat(ks, "s")}, {}
 
     store = PopulationStore(cache_dir)
     arrays, info = store.get_or_build("originals" if originals_only else "runs", identity,
                                       build, progress=progress)
     params = state = None
     if keep:
-        if "like" in holder:
-            params, state = holder["like"]
-        else:  # loaded: rebuild the tree structure from the model's initialiser
+        kept, _ = store.get_or_build("params", {**identity, "keep": list(keep)},
+                                     build_params, progress=progress)
+        if "kept" in holder:
+            params, state = holder["kept"]
+        else:  # loaded: the tree structure comes from the model's initialiser
             from jaxmu.population._population import init_population
 
             p0, s0 = init_population(model, 0, range(len(keep)))
-            params, state = _unflat(arrays, "p", p0), _unflat(arrays, "s", s0)
+            params, state = _unflat(kept, "p", p0), _unflat(kept, "s", s0)
     return DesignRuns(
         logits=arrays["logits"], y=np.asarray(pool.y)[cand],
         forget=forget_full[:, cand], member=ins[:, cand],
