@@ -494,6 +494,77 @@ def _quiet_lost_heartbeats():
         threading.excepthook = previous
 
 
+def study_sampler(seed: int | None, population_size: int = 50):
+    """Optuna's NSGA-III sampler, re-seeded per trial when its worker is not alone.
+
+    ``NSGAIIISampler(seed=seed)`` draws every trial from one random stream that starts at
+    ``seed`` in each process. A second worker on the same study, or a worker resuming a
+    killed study, therefore replays the first worker's draws: its random first-generation
+    trials repeat trials already in the storage. This sampler keeps that stream while it is
+    the only source of the study's trials, and leaves it otherwise:
+
+    * While the trials it samples are numbered 0, 1, 2, ... in order (this process created
+      every trial of the study so far), it is ``NSGAIIISampler(seed=seed)`` unchanged: a
+      single-worker, uninterrupted study is bitwise identical to one run with Optuna's
+      sampler, so published trial sequences are reproduced.
+    * From the first trial whose number breaks that sequence (the study already held
+      trials when this worker started, or another worker took a number in between), each
+      trial ``n`` it samples draws from a stream seeded by ``(seed, n)``. Trial numbers
+      are unique in a study's storage, so two workers never share a stream.
+
+    A resumed study is reproducible in the same sense as a single one: the draw of trial
+    ``n`` depends only on ``seed``, ``n`` and the complete trials in the storage when it is
+    sampled (the NSGA-III parents), so rerunning the same sequence of kills and resumes
+    gives the same trials. With concurrent workers, which worker takes which number (and
+    which trials have completed) depends on timing, as does the selection.
+
+    Args:
+        seed: the base seed (the model seed); ``None`` draws from fresh entropy.
+        population_size: the NSGA-III generation size.
+
+    Returns:
+        An ``optuna.samplers.NSGAIIISampler``.
+
+    Raises:
+        ValueError: ``population_size`` is not an integer >= 2.
+    """
+    import optuna
+
+    if int(population_size) != population_size or population_size < 2:
+        raise ValueError(f"population_size must be an integer >= 2, got {population_size}")
+
+    class _PerTrialSeedNSGAIII(optuna.samplers.NSGAIIISampler):
+        def __init__(self) -> None:
+            super().__init__(seed=seed, population_size=int(population_size))
+            self._next_in_stream: int | None = 0  # None once the sequence broke
+            self._current: int | None = None
+
+        def _enter(self, trial) -> None:
+            n = trial.number
+            if n == self._current:
+                return
+            self._current = n
+            if self._next_in_stream == n:
+                self._next_in_stream += 1
+                return
+            self._next_in_stream = None
+            if seed is None:
+                return
+            own, rand = np.random.SeedSequence([int(seed), int(n)]).generate_state(2)
+            self._rng.rng.seed(int(own))  # crossover, mutation, parent selection
+            self._random_sampler._rng.rng.seed(int(rand))  # random (first-generation) draws
+
+        def sample_relative(self, study, trial, search_space):
+            self._enter(trial)
+            return super().sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            self._enter(trial)
+            return super().sample_independent(study, trial, param_name, param_distribution)
+
+    return _PerTrialSeedNSGAIII()
+
+
 def study_name(task_name: str, method_name: str, seed: int, clean: bool = False) -> str:
     return f"{task_name}-{method_name}-seed{seed}" + ("-clean" if clean else "")
 
@@ -527,7 +598,11 @@ def run_study(
     the study holds ``n_trials`` complete ones. Selection uses the first ``n_trials``
     complete trials by number (as the reference), so trials beyond them never change it;
     with concurrent workers, which trials those are depends on completion order, so run
-    the selection after every worker has returned.
+    the selection after every worker has returned. Each worker samples with
+    :func:`study_sampler`: a lone, uninterrupted worker reproduces
+    ``NSGAIIISampler(seed=task.seed)`` exactly, while a second or resumed worker draws
+    trial ``n`` from a stream seeded by ``(task.seed, n)``, so workers do not repeat each
+    other's random trials.
 
     Args:
         task: O, R and the splits of one model seed.
@@ -561,7 +636,8 @@ def run_study(
 
     References:
         methods-spec.md §4.2 (NSGAIIISampler(seed=model_seed), four minimised objectives,
-        SQLite storage, 100 trials per seed).
+        SQLite storage, 100 trials per seed); the per-trial seeds of extra workers are
+        this library's (the reference runs one worker per study).
     """
     import optuna
 
@@ -580,8 +656,7 @@ def run_study(
 
     study = retrying(lambda: optuna.create_study(
         storage=storage,
-        sampler=optuna.samplers.NSGAIIISampler(seed=task.seed,
-                                               population_size=population_size),
+        sampler=study_sampler(task.seed, population_size),
         study_name=name or study_name(task.name, method_name, task.seed, clean),
         directions=["minimize"] * len(OBJECTIVE_NAMES),
         load_if_exists=True,

@@ -27,9 +27,11 @@ from jaxmu.sweep import (
     run_trial,
     run_trials,
     storage_url,
+    study_sampler,
     suggest_hparams,
     traceable_names,
 )
+from jaxmu.sweep._study import SweepTask
 
 WORKER = str(Path(__file__).with_name("_sweep_task.py"))
 SMALL = {"epochs": 1, "batch_size": 16}
@@ -242,6 +244,134 @@ def test_batched_study_resumes_after_a_kill_mid_batch(tmp_path):
     assert {t.number for t in failed} <= retried
 
 
+# --- Sampler seeds of several workers -------------------------------------------------------
+# Trials are scored by a stand-in objective (a fixed function of the parameters), so the
+# sampler's trajectory is deterministic and takes milliseconds.
+
+FAKE_TASK = SweepTask(model=None, splits=None, seed=0, original=None, retrained=None,
+                      retrained_metrics={}, e_max=3, name="fake")
+
+
+def _fake_values(hp):
+    xs = [float(v) for _, v in sorted(hp.items())]
+    return [abs(sum(math.sin((j + 1) * (i + 1) * x) for i, x in enumerate(xs)))
+            for j in range(4)]
+
+
+@pytest.fixture
+def fake_trials(monkeypatch):
+    from jaxmu.sweep import _study
+
+    def one(task, method_name, hp, **kw):
+        return {"values": _fake_values(hp), "metrics": {}, "run_seconds": 0.0,
+                "compile_seconds": 0.0}
+
+    monkeypatch.setattr(_study, "run_trial", one)
+    monkeypatch.setattr(_study, "run_trials",
+                        lambda task, m, hps, **kw: [one(task, m, hp) for hp in hps])
+
+
+def _points(study):
+    return [tuple(sorted(t.params.items())) for t in completed(study)]
+
+
+# (lr, weight_decay, batch_size, epochs) of 10 ft trials (seed 0, population 4, E_max 3,
+# the stand-in objective) recorded with the code before per-trial seeds, which built
+# NSGAIIISampler(seed=0) in every worker. Trials 3 and 4 coincide: a generation-1 child
+# can copy a parent (that is NSGA-III, not a seeding bug).
+LONE_WORKER = {
+    1: [(0.0015676677195506068, 0.007257005721594277, 64, 2),
+        (0.0005627932047415167, 0.03690557729213761, 64, 2),
+        (0.001871450068624067, 0.05039489598671213, 128, 3),
+        (0.01296065659727973, 0.03020289640158666, 64, 3),
+        (0.01296065659727973, 0.03020289640158666, 64, 3),
+        (0.0015676677195506068, 2.972334644335654e-05, 64, 2),
+        (0.01296065659727973, 0.03690557729213761, 64, 2),
+        (3.7446665357415675e-05, 0.06007249475906202, 64, 2),
+        (0.001222906594703436, 0.00045566719139214756, 128, 3),
+        (0.001871450068624067, 0.007257005721594277, 64, 1)],
+    3: [(0.0015676677195506068, 0.007257005721594277, 64, 2),
+        (0.0005627932047415167, 0.03690557729213761, 64, 2),
+        (0.001871450068624067, 0.05039489598671213, 128, 3),
+        (0.01296065659727973, 0.03020289640158666, 64, 3),
+        (2.972334644335654e-05, 0.0036281404040243792, 128, 2),
+        (0.00011434638743472202, 0.01250071223083625, 128, 2),
+        (0.001871450068624067, 0.05039489598671213, 128, 3),
+        (0.0005627932047415167, 0.002807908107885727, 64, 2),
+        (2.972334644335654e-05, 0.05039489598671213, 128, 2),
+        (0.05956516018710565, 0.005336803302756713, 64, 2)],
+}
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_lone_worker_draws_the_same_trials_as_before(tmp_path, fake_trials, batch):
+    study = run_study(FAKE_TASK, "ft", n_trials=10, storage=tmp_path / "s.db",
+                      population_size=4, batch=batch)
+    got = [(t.params["lr"], t.params["weight_decay"], t.params["batch_size"],
+            t.params["epochs"]) for t in completed(study)]
+    assert got == LONE_WORKER[batch]  # bitwise
+
+
+def test_a_lone_worker_matches_optunas_nsga3_sampler(tmp_path, fake_trials):
+    # Independent check on a 12-dimensional space: Optuna's own sampler, same seed.
+    study = run_study(FAKE_TASK, "scrub", n_trials=10, storage=tmp_path / "s.db",
+                      population_size=4)
+    definition = get_method("scrub").definition
+    plain = optuna.create_study(
+        directions=["minimize"] * 4,
+        sampler=optuna.samplers.NSGAIIISampler(seed=0, population_size=4))
+    plain.optimize(lambda t: tuple(_fake_values(suggest_hparams(definition, t, 3))),
+                   n_trials=10)
+    assert _points(study) == _points(plain)
+
+
+def test_a_resumed_worker_draws_new_points_reproducibly(tmp_path, fake_trials):
+    # Population 50: all 8 trials are first-generation random draws, so any repeat comes
+    # from a replayed random stream. Before per-trial seeds, trials 3-5 repeated 0-2.
+    runs = []
+    for k in range(2):
+        db = tmp_path / f"r{k}.db"
+        first = _points(run_study(FAKE_TASK, "ft", n_trials=3, storage=db))
+        study = run_study(FAKE_TASK, "ft", n_trials=8, storage=db)
+        points = _points(study)
+        assert points[:3] == first and len(set(points)) == 8
+        runs.append(points)
+    assert runs[0] == runs[1]  # the same resume gives the same trials
+    # The first three are the lone worker's draws.
+    whole = _points(run_study(FAKE_TASK, "ft", n_trials=3, storage=tmp_path / "one.db"))
+    assert runs[0][:3] == whole
+
+
+def _interleave(storage, samplers, n):
+    """Two workers in turns on one study: each asks, suggests and tells one trial."""
+    definition = get_method("ft").definition
+    studies = [optuna.create_study(storage=storage, study_name="w", sampler=s,
+                                   directions=["minimize"] * 4, load_if_exists=True)
+               for s in samplers]
+    for i in range(n):
+        study = studies[i % len(studies)]
+        trial = study.ask()
+        study.tell(trial, _fake_values(suggest_hparams(definition, trial, 3)))
+    return _points(studies[0])
+
+
+def test_two_interleaved_workers_never_repeat_a_point(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    points = _interleave(open_storage(tmp_path / "a.db"),
+                         [study_sampler(0, 50), study_sampler(0, 50)], 8)
+    assert len(points) == 8 and len(set(points)) == 8
+    # Worker 0 took trial 0 with the lone-worker stream: the same point as a lone worker.
+    lone = _interleave(open_storage(tmp_path / "b.db"), [study_sampler(0, 50)], 1)
+    assert points[0] == lone[0]
+    # The same two workers with Optuna's sampler (one seed each) repeat each other.
+    plain = _interleave(open_storage(tmp_path / "c.db"),
+                        [optuna.samplers.NSGAIIISampler(seed=0, population_size=50)
+                         for _ in range(2)], 8)
+    assert plain[0] == plain[1] and len(set(plain)) == 4
+    with pytest.raises(ValueError, match="population_size"):
+        study_sampler(0, 1)
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path):
     db, cache = tmp_path / "study.db", tmp_path / "cache"
@@ -253,6 +383,10 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     done = completed(_load(db))
     numbers = [t.number for t in done]
     assert 6 <= len(done) <= 7 and len(set(numbers)) == len(numbers)
+    # The first generation (population 4) is random draws: the two workers' seeds differ,
+    # so no point is drawn twice (both started from seed 0's stream before).
+    first = [tuple(sorted(t.params.items())) for t in done if t.number < 4]
+    assert len(first) == len(set(first))
 
 
 @pytest.mark.slow
