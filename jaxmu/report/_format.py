@@ -17,6 +17,7 @@ from jaxmu.report._validate import as_float
 
 DASH = "\u2013"  # "–", shown for NaN or missing values
 FAILED = "Failed"
+DEGENERATE_MARK = "\u2020"  # "†", after the name of a method that degenerates
 
 
 class Stat(NamedTuple):
@@ -114,3 +115,50 @@ def method_stat(method: Mapping, metric: str) -> Stat:
 def runs_count(method: Mapping) -> str:
     """``"usable/total"`` runs of a method entry, e.g. ``"2/2"``."""
     return f"{len(usable_runs(method))}/{len(method['runs'])}"
+
+
+def degenerate_reasons(study: Mapping) -> dict[str, str]:
+    """Methods of a study that degenerate on its model, with the reason, in study order.
+
+    A method degenerates when it cannot act on the model as designed and reduces to a
+    simpler one (e.g. CT on an MLP is fine-tuning; see
+    :func:`jaxmu.methods.degenerate_reason`). The reason is taken from the method's
+    ``"degenerate"`` entry, else from its ranking rows' ``"degenerate"`` key (studies
+    written before methods carried it); methods with neither are left out.
+    """
+    reasons: dict[str, str] = {}
+    for name, m in study["methods"].items():
+        why = m.get("degenerate")
+        if why:
+            reasons[name] = str(why)
+    for rows in (study.get("ranking") or {}).values():
+        for r in rows or []:
+            if r.get("degenerate") and r["method"] not in reasons:
+                reasons[r["method"]] = str(r["degenerate"])
+    return reasons
+
+
+def marked(name: str, reasons: Mapping[str, str]) -> str:
+    """``name`` followed by :data:`DEGENERATE_MARK` when it is a key of ``reasons``."""
+    return f"{name} {DEGENERATE_MARK}" if name in reasons else name
+
+
+def degenerate_footnote(names: Sequence[str], reasons: Mapping[str, str], *,
+                        with_reasons: bool = False) -> str:
+    """The line under a table whose rows ``names`` include degenerate methods ("" if none).
+
+    Args:
+        names: the methods shown in the table.
+        reasons: method -> why it degenerates (:func:`degenerate_reasons`).
+        with_reasons: spell out each shown method's reason (tables read on their own, e.g.
+            a ranking over several settings); otherwise point to the list of reasons.
+    """
+    shown = [n for n in dict.fromkeys(names) if n in reasons]
+    if not shown:
+        return ""
+    text = (f"{DEGENERATE_MARK} degenerate: cannot act on the model as designed and reduces "
+            "to a simpler method")
+    if with_reasons:
+        return text + " (" + "; ".join(f"{n}: {reasons[n]}" for n in shown) + ")."
+    return text + " (reasons under *Degenerate methods*)."
+

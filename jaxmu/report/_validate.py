@@ -130,10 +130,19 @@ def _method(x: Any, path: str) -> None:
     for i, r in enumerate(runs):
         _run(r, f"{path}['runs'][{i}]")
     _summary(_require(x, "summary", path), f"{path}['summary']")
+    _reason(x.get("degenerate"), f"{path}['degenerate']")
+
+
+def _reason(x: Any, path: str) -> None:
+    """A degenerate-method reason: None (or absent) or a string."""
+    if x is not None and not isinstance(x, str):
+        raise ValueError(f"{path}: expected a string (why the method degenerates) or None, "
+                         f"got {_type(x)}")
 
 
 def validate_ranking(ranking: Any, path: str = "ranking") -> None:
-    """Checks ``{metric: [{"method", "rank", "G1", "G2", "G3", "F"}, ...]}`` (None allowed).
+    """Checks ``{metric: [{"method", "rank", "G1", "G2", "G3", "F"}, ...]}`` (None allowed);
+    a row's optional ``"degenerate"`` must be a string or None.
 
     Raises:
         ValueError: naming the first bad key.
@@ -154,6 +163,7 @@ def validate_ranking(ranking: Any, path: str = "ranking") -> None:
             _number(_require(row, "rank", q), f"{q}['rank']")
             for g in GROUPS:
                 _number(row.get(g), f"{q}[{g!r}]")
+            _reason(row.get("degenerate"), f"{q}['degenerate']")
 
 
 def _ulira(x: Any, path: str) -> None:
@@ -173,7 +183,8 @@ def validate_study(study: Any) -> None:
     Required: ``dataset`` and ``model`` (non-empty strings), ``config`` and ``provenance``
     (mappings of JSON values), ``methods`` (a non-empty mapping name -> ``{"hparams",
     "search" (mapping or None), "runs" (list of ``{"seed", "usable", "metrics"}``),
-    "summary"}``). Optional: ``ranking``, ``ulira``.
+    "summary"}``, optionally ``"degenerate"``: None or why the method degenerates on the
+    model). Optional: ``ranking``, ``ulira``.
 
     Raises:
         ValueError: one line naming the first missing or bad key.

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from jaxmu.report import _plots, _tables
-from jaxmu.report._format import is_failed
+from jaxmu.report._format import (
+    DEGENERATE_MARK,
+    degenerate_reasons,
+    is_failed,
+    md_table,
+)
 from jaxmu.report._recipes import recipes_markdown
 from jaxmu.report._validate import json_safe, validate_study
 
@@ -87,10 +92,11 @@ def report_markdown(study: Mapping, figures: set[str]) -> str:
         "the usable final-run seeds with 95% confidence intervals as `value [low, high]`; "
         "\u2013 marks a missing value. Data: [results.csv](results.csv) (long format), "
         "[results.json](results.json) (the whole study).",
+        *_degenerate_section(study),
         "## Budget and provenance",
         _tables.budget_markdown(study),
         "## Table 1. Ranking",
-        _tables.ranking_table_markdown(study.get("ranking")),
+        _tables.ranking_table_markdown(study.get("ranking"), degenerate_reasons(study)),
         _img("ranking.png", "Ranking", figures),
         "## Table 2. Run-time efficiency",
         "RTE = T_retrain / T_method (above 1: faster than retraining from scratch).",
@@ -115,9 +121,38 @@ def report_markdown(study: Mapping, figures: set[str]) -> str:
                   "Per-example cross-entropy losses on the forget set (usable runs).",
                   _img("mia_hist.png", "Forget-set losses", figures)]
     if study.get("ulira"):
-        parts += ["## U-LiRA", _tables.ulira_table_markdown(study),
+        parts += ["## U-LiRA",
+                  "U-LiRA accuracy: balanced accuracy of the likelihood-ratio attack at "
+                  "threshold 0, telling forget examples of the unlearned models from the same "
+                  "examples in retrained ones (0.5 = indistinguishable), with its 95% CI over "
+                  "target runs. Examples: forget examples with a per-example accuracy (target "
+                  "pairs of both classes); examples without one are not counted. Their "
+                  "distribution is the histogram below.",
+                  _tables.ulira_table_markdown(study),
                   _img("ulira_hist.png", "Per-example U-LiRA accuracy", figures)]
     return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _degenerate_section(study: Mapping) -> list[str]:
+    """The "Degenerate methods" heading, note and table; empty when there are none."""
+    reasons = degenerate_reasons(study)
+    if not reasons:
+        return []
+    return ["## Degenerate methods",
+            f"Marked {DEGENERATE_MARK} in every table: these methods cannot act on this model "
+            "as designed and reduce to a simpler method, so their rows measure that method. "
+            "They are ranked like the others.",
+            md_table(["Method", "Why"], [[m, why] for m, why in reasons.items()])]
+
+
+def _results_json(study: Mapping) -> dict[str, Any]:
+    """The content of results.json: the (validated) study with NaN as None, plus
+    ``"degenerate_methods"``: method -> why it degenerates on the model, from the methods'
+    ``"degenerate"`` entries and else their ranking rows (``{}`` when none). It is
+    recomputed on every write, so a study read back from results.json gives the same."""
+    out = dict(json_safe(study))
+    out["degenerate_methods"] = degenerate_reasons(study)
+    return out
 
 
 def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
@@ -131,6 +166,11 @@ def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
 
     Figures (only those with data): ``ranking.png``, ``rte.png``, ``accuracy.png``,
     ``mia_hist.png`` (per-example forget losses), ``ulira_hist.png``.
+
+    Methods that degenerate on the model (a ``"degenerate"`` reason in their entry or their
+    ranking rows) are listed under *Degenerate methods* and marked with a dagger in every
+    table; results.json is the study (NaN as null) plus ``"degenerate_methods"``: method ->
+    reason (``{}`` when none).
 
     Args:
         study: the study dict of ``jaxmu.sweep`` (see :func:`validate_study`).
@@ -147,7 +187,7 @@ def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
         Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4, §6, §7, §8.
     """
     validate_study(study)
-    payload = json.dumps(json_safe(study), indent=2, allow_nan=False) + "\n"
+    payload = json.dumps(_results_json(study), indent=2, allow_nan=False) + "\n"
 
     def build(tmp: Path) -> tuple[list[str], list[str]]:
         written = {name for name, draw in FIGURES if draw(study, tmp / name)}
