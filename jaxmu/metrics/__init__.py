@@ -37,6 +37,7 @@ from jaxmu.metrics._fscore import (
     forget_quality_details,
     logit_scaled_confidence,
 )
+from jaxmu.metrics._klom import klom, klom_report, margins
 from jaxmu.metrics._lira import lira
 from jaxmu.metrics._mia import (
     classifier_mia,
@@ -73,9 +74,12 @@ __all__ = [
     "golatkar_distance",
     "indiscernibility",
     "js_divergence",
+    "klom",
+    "klom_report",
     "l2_distance",
     "lira",
     "logit_scaled_confidence",
+    "margins",
     "membership_statistic",
     "mia_auc",
     "mia_features",
