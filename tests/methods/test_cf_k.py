@@ -20,16 +20,42 @@ def test_behaviour_cnn_task(cnn_task):
     """CF-k (k = 1: the last conv block + head, eval-mode BN) on the class-3 CNN task with
     lr 0.1, 10 epochs, batch 32 and the reference's proximal weight 0.1 and decay 0.1.
 
-    Measured (jax 0.10.2, CPU): RA 0.996 -> 0.977, FA 1.00 -> 0.172, TA 0.975 -> 0.883
-    (retrain 0.998 / 0.00 / 0.878); without the proximal term and decay: 0.928 / 0.00 /
-    0.808. On the class-3 *MLP* task CF-k does not forget
-    (FA 0.93-1.00 for k in {1, 2}, lr up to 0.5): with frozen early layers the forget
-    class stays separable, as the benchmark reports for CF-k.
-    After the CPU conv/BatchNorm layers (im2col convs, PyTorch's unbiased running
-    variance) the original CNN differs slightly and RA after CF-k measured 0.769 (an open
-    question to investigate: eval-mode BN statistics of the frozen block now come from the
-    unbiased variance; TA 0.644). Asserted: FA drops by >= 0.5, RA >= 0.7, TA >= 0.6; frozen
-    block and BN statistics bit-identical.
+    Measured (jax 0.10.2, CPU, 4 host devices as in conftest, seed 0): RA 0.996 -> 0.769,
+    FA 1.00 -> 0.023, TA 0.978 -> 0.644. Asserted: FA drops by >= 0.5, RA >= 0.7,
+    TA >= 0.6; frozen block and all BN statistics bit-identical (eval mode).
+
+    At lr 0.1 with eval-mode BN, CF-k forgets by knocking the network off its solution,
+    and how far retain accuracy falls is chaotic: small numerical changes (summation
+    order, the host device count's XLA thread layout, n/(n-1) in the running variance)
+    move it by 0.1-0.5. The drop from the 0.977 once recorded here (issue 9) is that, not
+    a bug of the CPU conv/BatchNorm layers or of the unbiased running variance. CF-k on
+    the same task, seeds 0-4 of the original model, RA and FA after CF-k:
+
+    =========================================  ===========================================
+    setting                                     seed 0, 1, 2, 3, 4
+    =========================================  ===========================================
+    CPU layers, unbiased running var (now)      RA .769 .984 .884 .876 .886
+                                                FA .023 .562 .141 .000 .359
+    same, biased running var                    RA .781 .947 .977 .963 .879
+                                                FA .047 .477 .000 .000 .297
+    same, jax's own conv/pool (reference_ops)   RA .921 .993 .810 .918 .922
+                                                FA .000 .430 .039 .000 .367
+    layers before the change (flax Conv/BN,     RA .899 .952 .422 .941 .933
+    biased var; commit 01e79a1^)                FA .000 .016 .000 .000 .195
+    now, 1 host device instead of 4 (seed 0)    RA .884, FA .312, TA .800
+    =========================================  ===========================================
+
+    No setting is systematically worse (mean RA .880 / .909 / .913 / .829); the original
+    models agree to 0.01 in every setting. The code before the layer change does not
+    reproduce the recorded 0.977 either (.899 at seed 0, .422 at seed 2). The same seeds
+    with ``bn="train"`` keep RA 0.995-0.996 but forget little (FA 0.84-0.94), and eval
+    mode at lr 0.03 keeps RA 0.995 with FA 0.75-0.87: forgetting on this task comes only
+    with the unstable regime. CF-k itself was checked: in eval mode the model state (every
+    BN's running statistics) is returned unchanged and the frozen stem is bit-identical
+    (asserted below). The thresholds stay where the seed-0 numbers put them. On the
+    class-3 *MLP* task CF-k does not forget (FA 0.93-1.00 for k in {1, 2}, lr up to 0.5):
+    with frozen early layers the forget class stays separable, as the benchmark reports
+    for CF-k.
     """
     t = cnn_task
     p, s = get_method("cf_k", **HP).bind(t.model)(t.params, t.model_state, t.splits, 0)
