@@ -145,14 +145,19 @@ def _strip(rep: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_klom(runs: DesignRuns, oracle: DesignRuns, cfg: AuditConfig) -> dict[str, Any]:
-    """KLoM of the method's runs against the oracle's, per role (forget, retain, unseen)."""
+    """KLoM of the method's runs against the oracle's, per role (forget, retain, unseen).
+
+    Both populations run on the same design (run i of each unlearns forget set k of
+    original m), so the permutation null swaps whole originals between the two sides
+    pairwise (``null="paired"`` of :func:`jaxmu.metrics.klom_report`); intervals are the
+    report's default (leave-one-original-out jackknife)."""
     from jaxmu.metrics import klom_report
 
     masks = lambda r: {"forget": r.forget, "retain": r.retain, "unseen": r.unseen}  # noqa
     rep = klom_report(_margins(runs), _margins(oracle), unlearned_masks=masks(runs),
                       oracle_masks=masks(oracle), unlearned_groups=runs.groups,
                       oracle_groups=oracle.groups, n_bootstrap=cfg.n_bootstrap,
-                      n_permutations=cfg.n_permutations, seed=cfg.seed)
+                      n_permutations=cfg.n_permutations, seed=cfg.seed, null="paired")
     out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rep.items()
            if not (isinstance(v, np.ndarray) and v.ndim == 1 and v.size == runs.y.size)}
     out["per_example"] = {s: np.asarray(rep[s]).tolist() for s in ("forget", "retain", "unseen")}

@@ -433,3 +433,49 @@ def test_report_rejects_bad_inputs(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         klom_report(np.zeros((4, 5)), np.zeros((4, 5)), **args)
+
+
+def _paired_study(rng, n_units=12, runs=3, n=60, shift=0.0, pair_sd=1.0):
+    """Two populations on one design: unit i of both shares a per-(unit, example) effect
+    (same training data), so pairs are correlated; ``shift`` moves the first side."""
+    base = rng.normal(0, 2, n)
+    shared = rng.normal(0, pair_sd, (n_units, n))
+    rows = lambda: (base + np.repeat(shared, runs, 0)  # noqa: E731
+                    + rng.normal(0, 1, (n_units * runs, n)))
+    groups = np.repeat(np.arange(n_units), runs)
+    return rows() + shift, rows(), groups
+
+
+def test_paired_null_is_calibrated_where_the_models_null_is_not():
+    rng = np.random.default_rng(3)
+    p_paired, p_models = [], []
+    for _ in range(30):
+        u, o, g = _paired_study(rng)
+        masks = {"all": np.ones_like(u, bool)}
+        kw = dict(unlearned_masks=masks, oracle_masks=masks, unlearned_groups=g,
+                  oracle_groups=g, n_bootstrap=0, n_permutations=40,
+                  seed=int(rng.integers(1 << 30)), percentiles=(95,))
+        p_paired.append(klom_report(u, o, null="paired", **kw)["all_p95_pvalue"])
+        p_models.append(klom_report(u, o, null="models", **kw)["all_p95_pvalue"])
+    # exchangeable pairs: paired p-values spread over (0, 1]; the unpaired null, too high
+    # because pairs make the two sides alike, gives p-values piled near 1
+    assert 0.3 < np.mean(p_paired) < 0.7, np.mean(p_paired)
+    assert np.mean(p_models) > 0.7 and np.mean(p_models) > np.mean(p_paired) + 0.15, (
+        np.mean(p_models), np.mean(p_paired))
+    u, o, g = _paired_study(rng, shift=1.5)
+    masks = {"all": np.ones_like(u, bool)}
+    rep = klom_report(u, o, unlearned_masks=masks, oracle_masks=masks, unlearned_groups=g,
+                      oracle_groups=g, n_bootstrap=0, n_permutations=40, null="paired")
+    assert rep["all_p95_pvalue"] < 0.05
+
+
+def test_paired_null_needs_matching_units():
+    u = np.zeros((6, 4))
+    masks = {"all": np.ones((6, 4), bool)}
+    with pytest.raises(ValueError, match="paired"):
+        klom_report(u, u, unlearned_masks=masks, oracle_masks=masks,
+                    unlearned_groups=[0, 0, 1, 1, 2, 2], oracle_groups=[0, 0, 1, 1, 3, 3],
+                    n_permutations=5, null="paired")
+    with pytest.raises(ValueError, match="paired"):
+        klom_report(u, u[:4], unlearned_masks=masks, oracle_masks={"all": masks["all"][:4]},
+                    n_permutations=5, null="paired")
