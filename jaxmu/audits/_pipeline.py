@@ -371,8 +371,9 @@ def run_audits(
               cache_dir=cache_dir, progress=progress)
     r_total = cfg.num_shadows * cfg.num_forget_sets
     first_target = r_total - cfg.targets * cfg.num_forget_sets
-    keep = (tuple(range(first_target, min(r_total, first_target + cfg.relearn_runs)))
-            if "relearn" in audits else ())
+    # the relearning rows' weights are stored whatever the audits, so a later --eval
+    # relearn / all finds them with the logits instead of unlearning the population again
+    keep = tuple(range(first_target, min(r_total, first_target + cfg.relearn_runs)))
     t0 = time.perf_counter()
     runs = design_logits(model, splits, design, method, keep_params=keep, **kw)
     pops = {"method": runs}
@@ -387,7 +388,9 @@ def run_audits(
         "num_targets": cfg.targets, "forget_fraction": cfg.forget_fraction,
         "forget_size": int(runs.forget[0].sum()), "candidates": int(runs.y.size),
         "flip": cfg.flip, "seed": cfg.seed, "seconds": population_s,
-        "from_store": {k: bool(v.timings["from_store"]) for k, v in pops.items()},
+        "from_store": {k: bool(v.timings["from_store"])
+                       and bool(v.timings.get("params_from_store", True))
+                       for k, v in pops.items()},
         "timings": {k: v.timings for k, v in pops.items()}}}
     scores: dict[str, Any] = {}
     timings: dict[str, float] = {}
