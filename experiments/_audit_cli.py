@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rmia-offline", action="store_true",
                    help="RMIA / U-RMIA with OUT references only (scaling --rmia-a)")
     g.add_argument("--rmia-a", type=float, default=0.3, help="RMIA's offline parameter a")
+    g.add_argument("--rmia-references", type=int, default=None,
+                   help="reference originals of RMIA / U-RMIA (default: all shadows; the "
+                        "paper's setting is 1, 2 or 4)")
     g.add_argument("--relearn-variant", default="retain", choices=("retain", "forget"),
                    help="relearn on the retain set, or on 10%% of the forget set")
     g.add_argument("--relearn-steps", type=int, default=100,
@@ -66,6 +69,7 @@ def config(a: argparse.Namespace) -> Any:
                            forget_fraction=a.forget_fraction, num_targets=a.targets,
                            flip=a.ulira_flip, seed=a.seed, n_bootstrap=a.bootstrap,
                            rmia_offline=a.rmia_offline, rmia_a=a.rmia_a,
+                           rmia_references=a.rmia_references,
                            shadow_draws=a.shadow_draws, relearn=relearn,
                            relearn_runs=a.relearn_runs)
     except ValueError as e:
@@ -114,7 +118,8 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     if "rmia" in rep:
         r = rep["rmia"]
         m, u = r["membership"], r["unlearning"]
-        lines.append(f"U-RMIA       accuracy {_ci(u, 'urmia_accuracy')} (0.5 = perfect), "
+        mode = ("offline" if not r["online"] else "online") + f", {r['references']} refs"
+        lines.append(f"U-RMIA ({mode}) accuracy {_ci(u, 'urmia_accuracy')} (0.5 = perfect), "
                      f"AUC {_ci(u, 'auc')}, TPR@1%FPR {_ci(u, 'tpr_at_1fpr')}; "
                      f"RMIA on the originals: AUC {_ci(m, 'auc')}")
     if "relearn" in rep:

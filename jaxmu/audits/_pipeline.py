@@ -66,6 +66,9 @@ class AuditConfig:
             instead of online.
         rmia_a: the offline scaling parameter a of RMIA.
         rmia_gamma: RMIA's likelihood-ratio threshold gamma.
+        rmia_references: reference originals of RMIA / U-RMIA (the first ones of the
+            shadows; default all). RMIA is meant to work with few (1, 2, 4): the shadow
+            curve shows its power at every count.
         shadow_draws: random subsets of shadows per count in the shadow curve.
         shadow_counts: numbers of shadow originals of the curve (default 1, 2, 4, ... and
             all shadows).
@@ -84,6 +87,7 @@ class AuditConfig:
     rmia_offline: bool = False
     rmia_a: float = 0.3
     rmia_gamma: float = 1.0
+    rmia_references: int | None = None
     shadow_draws: int = 5
     shadow_counts: tuple[int, ...] | None = None
     relearn: RelearnConfig = RelearnConfig()
@@ -103,6 +107,10 @@ class AuditConfig:
             raise ValueError("n_bootstrap and n_permutations must be >= 0")
         if self.shadow_draws < 1:
             raise ValueError(f"shadow_draws must be >= 1, got {self.shadow_draws}")
+        if self.rmia_references is not None and not (
+                1 <= self.rmia_references <= self.num_shadows - t):
+            raise ValueError(f"rmia_references must lie in [1, {self.num_shadows - t}], got "
+                             f"{self.rmia_references}")
         if self.relearn_runs < 1:
             raise ValueError(f"relearn_runs must be >= 1, got {self.relearn_runs}")
         if self.shadow_counts is not None and (
@@ -182,13 +190,16 @@ def audit_rmia(runs: DesignRuns, originals: DesignRuns, cfg: AuditConfig,
               seed=cfg.seed)
     p_o = _signal(originals)
     t0 = originals.num_runs - cfg.targets
-    ro = np.arange(t0) if original_rows is None else np.asarray(original_rows)
+    n_ref = t0 if cfg.rmia_references is None else cfg.rmia_references
+    ro = np.arange(n_ref) if original_rows is None else np.asarray(original_rows)
     m = originals.member
     mem = rmia(p_o[ro], m[ro], ~m[ro], p_o[t0:], m[t0:], target_groups=originals.groups[t0:],
                reference_groups=originals.groups[ro] if nb else None, **kw)
     p = _signal(runs)
     n_sh = _target_rows(runs, cfg)
-    rows = np.arange(n_sh) if shadow_rows is None else np.asarray(shadow_rows)
+    if shadow_rows is None:
+        shadow_rows = np.flatnonzero(runs.groups[:n_sh] < n_ref)
+    rows = np.asarray(shadow_rows)
     tmask = target_pairs(runs, n_sh, cfg.seed)
     unl = u_rmia(p[rows], runs.forget[rows], runs.unseen[rows], p[n_sh:],
                  runs.forget[n_sh:] & tmask, runs.unseen[n_sh:] & tmask,
@@ -196,6 +207,7 @@ def audit_rmia(runs: DesignRuns, originals: DesignRuns, cfg: AuditConfig,
                  shadow_groups=runs.groups[rows] if nb else None, **kw)
     return {"membership": _strip(mem), "unlearning": _strip(unl),
             "online": online, "offline_a": cfg.rmia_a, "gamma": cfg.rmia_gamma,
+            "references": int(ro.size),
             "_scores": {"rmia": (mem.get("scores"), m[t0:], np.ones_like(m[t0:]),
                                  originals.groups[t0:]),
                         "urmia": (unl.get("scores"), runs.forget[n_sh:], tmask,

@@ -140,3 +140,56 @@ def test_bad_audit_inputs(setting):
             AuditConfig(**{"num_shadows": 8, "num_targets": 2, **bad})
     assert AuditConfig(num_shadows=64).counts() == (1, 2, 4, 8, 16, 32, 56)
     assert AuditConfig(num_shadows=64).targets == 8
+
+
+def test_rmia_few_references_and_offline(setting, first):
+    import dataclasses
+
+    splits, model, cache, method, oracle = setting
+    cfg = dataclasses.replace(CFG, rmia_references=2, rmia_offline=True, rmia_a=0.5)
+    rep = run_audits(model, splits, method, ("rmia",), oracle_method=oracle, config=cfg,
+                     recipe=RECIPE, strategy="vmap", cache_dir=cache, progress=False)
+    r = rep["rmia"]
+    assert r["references"] == 2 and not r["online"] and r["offline_a"] == 0.5
+    assert 0 <= r["unlearning"]["auc"] <= 1
+    assert rep["population"]["from_store"]["method"]
+    with pytest.raises(ValueError, match="rmia_references"):
+        dataclasses.replace(CFG, rmia_references=7)
+
+
+@pytest.mark.parametrize("args", [
+    ["--eval", "klom", "--relearn-steps", "0"],
+    ["--eval", "rmia", "--rmia-references", "0"],
+    ["--eval", "all", "--shadow-draws", "0"],
+    ["--eval", "relearn", "--relearn-runs", "0"],
+    ["--eval", "klom", "--shadows", "8", "--targets", "7"],
+    ["--eval", "relearn", "--relearn-variant", "nope"],
+])
+def test_cli_bad_audit_options_exit_2(args, capsys, tmp_path):
+    from experiments._cli import main
+
+    assert main("digits", args + ["--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m experiments.digits: error: "), err
+    assert not any(tmp_path.rglob("*"))
+
+
+def test_cli_eval_klom_writes_numbers_and_plot(tmp_path, capsys):
+    from experiments._cli import main
+
+    args = ["--method", "ft", "--hp", "epochs=1", "--eval", "klom", "--shadows", "8",
+            "--forget-sets", "2", "--epochs", "2", "--bootstrap", "5", "--no-mia", "--quiet",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert main("digits", args) == 0
+    out = capsys.readouterr().out
+    assert "KLoM         forget P95" in out and "audit population: 8 shadow originals" in out
+    rec = json.loads((tmp_path / "out" / "digits" / "ft_seed0_klom.json").read_text())
+    k = rec["klom"]["klom"]
+    assert k["forget_n"] > 0 and len(k["forget_p95_ci"]) == 2 and "forget_p95_pvalue" in k
+    png = tmp_path / "out" / "digits" / "ft_seed0_klom" / "klom_margins.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # the same command again: the population comes from the store
+    assert main("digits", args) == 0
+    rec2 = json.loads((tmp_path / "out" / "digits" / "ft_seed0_klom.json").read_text())
+    assert all(rec2["klom"]["population"]["from_store"].values())
+    assert rec2["klom"]["klom"]["forget_p95"] == k["forget_p95"]
