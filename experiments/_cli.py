@@ -109,10 +109,10 @@ def build_parser(dataset: str) -> ArgumentParser:
                    help="skip the classifier and feature MIAs (the loss MIA always runs)")
     p.add_argument("--eval", default="single",
                    choices=("single", "fscore", "ulira", *_audit_cli.AUDIT_EVALS),
-                   help="single model (default), competition F-score, U-LiRA (with "
-                        "--benchmark: U-LiRA of every method), or an audit on one cached "
-                        "population: klom, rmia (RMIA and U-RMIA), relearn, shadow-curve, "
-                        "all (U-LiRA and every audit)")
+                   help="single model (default), competition F-score, U-LiRA, or an audit "
+                        "on one cached population: klom, rmia (RMIA and U-RMIA), relearn, "
+                        "shadow-curve, all (U-LiRA and every audit); with --benchmark, "
+                        "U-LiRA or the audits of every method")
     p.add_argument("--models", type=int, default=512,
                    help="--eval fscore: models per population (unlearned and retrained)")
     p.add_argument("--shadows", type=int, default=64, help="--eval ulira: shadow originals")
@@ -186,9 +186,7 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UsageError(f"--forget-sets must be >= 1, got {a.forget_sets}")
     if a.strategy == "chunked" and not (a.chunk and a.chunk >= 1):
         raise UsageError("--strategy chunked needs --chunk >= 1")
-    if a.eval in _audit_cli.AUDIT_EVALS:
-        if a.benchmark:
-            raise UsageError(f"--benchmark takes --eval ulira, not --eval {a.eval}")
+    if a.eval in _audit_cli.AUDIT_EVALS:  # one method, or every method of --benchmark
         try:
             _audit_cli.config(a)
         except ValueError as e:
@@ -220,10 +218,10 @@ def _check_args(a: argparse.Namespace) -> None:
             raise UsageError(f"--compare-methods: {e}") from None
     if a.benchmark:
         if a.eval == "fscore":
-            raise UsageError("--benchmark takes --eval ulira (U-LiRA of every method), "
-                             "not --eval fscore")
+            raise UsageError("--benchmark takes --eval ulira or an audit (klom, rmia, "
+                             "relearn, shadow-curve, all) of every method, not --eval fscore")
         if a.ulira_flip or a.ulira_variant != "online":
-            raise UsageError("--ulira-flip and --ulira-variant apply to --eval ulira of one "
+            raise UsageError("--ulira-flip and --ulira-variant apply to --eval of one "
                              "method; --benchmark uses the defaults (online, no flip)")
         for m in _methods(a):
             if m not in list_methods():
@@ -438,21 +436,44 @@ def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     methods = _methods(a) or default_methods()
     mia = " --no-mia" if a.no_mia else ""
     run_command = f"python -m experiments.{dataset} {setting}{mia}"
+    audit = a.eval in _audit_cli.AUDIT_EVALS
+    flags = _audit_flags(a) if audit else None
     command = (f"{run_command} --benchmark --methods {','.join(methods)} --trials {a.trials} "
                f"--search-seeds {a.search_seeds} --seeds {a.seeds} --population-size "
                f"{a.population_size} --trial-batch {a.trial_batch}"
                + (" --clean" if a.clean else "")
                + (f" --eval ulira --shadows {a.shadows} --forget-sets {a.forget_sets}"
-                  if a.eval == "ulira" else ""))
+                  f" --seed {a.seed}" if a.eval == "ulira" else "")
+               + (f" {flags}" if audit else ""))
     ulira = ({"shadows": a.shadows, "forget_sets": a.forget_sets,
               "forget_fraction": a.forget_fraction, "seed": a.seed}
              if a.eval == "ulira" else None)
+    audits = ({"audits": _audit_cli.audits_of(a.eval), "audit_config": _audit_cli.config(a),
+               "audit_flags": flags, "strategy": a.strategy, "chunk": a.chunk}
+              if audit else {})
     return _run(ds.pool, model, splits, recipe, out, methods=methods, command=command,
                 run_command=run_command,
                 trials=a.trials, search_seeds=range(a.search_seeds), seeds=a.seeds,
                 storage=a.storage, cache_dir=_cache(a), clean=a.clean,
                 classifier_mias=not a.no_mia, population_size=a.population_size,
-                trial_batch=a.trial_batch, ulira=ulira, progress=not a.quiet)
+                trial_batch=a.trial_batch, ulira=ulira, progress=not a.quiet, **audits)
+
+
+def _audit_flags(a: argparse.Namespace) -> str:
+    """The options of ``--eval <audit>`` that fix :func:`_audit_cli.config` (besides the
+    setting's ``--forget-fraction``), every one spelled out: appended to a single-method
+    command they reproduce that method's audits of a ``--benchmark`` study."""
+    flags = [f"--eval {a.eval}", f"--shadows {a.shadows}", f"--forget-sets {a.forget_sets}",
+             f"--seed {a.seed}"]
+    if a.targets is not None:
+        flags.append(f"--targets {a.targets}")
+    flags.append(f"--bootstrap {a.bootstrap}")
+    if a.rmia_offline:
+        flags.append("--rmia-offline")
+    flags += [f"--rmia-a {a.rmia_a}", f"--relearn-variant {a.relearn_variant}",
+              f"--relearn-steps {a.relearn_steps}", f"--relearn-lr {a.relearn_lr}",
+              f"--relearn-runs {a.relearn_runs}", f"--shadow-draws {a.shadow_draws}"]
+    return " ".join(flags)
 
 
 def _population_eval(a, model, splits, original, method, recipe, cache, progress,

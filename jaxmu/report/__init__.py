@@ -2,8 +2,10 @@
 
 :func:`write_report` turns the study dict of ``jaxmu.sweep`` into ``report.md`` (budget and
 provenance, Table 1 rankings, Table 2 run-time efficiency, per-method metrics with 95% CIs,
-chosen hyperparameters), ``results.csv`` (long format), ``results.json`` (the study, NaN as
-null) and PNG figures. The table builders are public for use in notebooks and papers.
+chosen hyperparameters, and with audits one table per audit: KLoM, RMIA / U-RMIA,
+relearning, attack power vs shadow count), ``results.csv`` (long format), ``results.json``
+(the study, NaN as null) and PNG figures. The table builders are public for use in
+notebooks and papers.
 :func:`combine_studies` ranks several studies (one per dataset and architecture) together,
 Deep Unlearn's Table 1 over settings, and :func:`write_combined_report` writes it
 (``python -m jaxmu.report combine OUT_DIR STUDY [STUDY ...]``). The ranking itself
@@ -14,6 +16,14 @@ References:
     Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4, §6, §7, §8.
 """
 
+from jaxmu.report._audit_tables import (
+    audit_ulira_table_markdown,
+    audits_section_markdown,
+    klom_table_markdown,
+    relearn_table_markdown,
+    rmia_table_markdown,
+    shadow_curve_table_markdown,
+)
 from jaxmu.report._combine import combine_studies, write_combined_report
 from jaxmu.report._ranking import (
     GROUPS,
@@ -34,14 +44,20 @@ __all__ = [
     "GROUPS",
     "LOWER_IS_BETTER",
     "REFERENCES",
+    "audit_ulira_table_markdown",
+    "audits_section_markdown",
     "combine_studies",
     "csv_rows",
+    "klom_table_markdown",
     "performance_groups",
     "rank_methods",
     "ranking_rows",
     "ranking_table_markdown",
     "recipes_markdown",
+    "relearn_table_markdown",
+    "rmia_table_markdown",
     "rte_table_markdown",
+    "shadow_curve_table_markdown",
     "setting_name",
     "study_ranking",
     "validate_study",

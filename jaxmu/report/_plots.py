@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jaxmu.report._format import fmt_count, is_failed, method_stat, usable_runs
+from jaxmu.report._format import (
+    degenerate_reasons,
+    fmt_count,
+    is_failed,
+    marked,
+    method_stat,
+    usable_runs,
+)
 from jaxmu.report._tables import RANKING_TITLES, sorted_ranking
 from jaxmu.report._validate import GROUPS, as_float, number_list
 
@@ -191,3 +198,45 @@ def ulira_hist_png(study: Mapping, path: Path) -> bool:
         return False
     return _small_multiples("Per-example U-LiRA accuracy", data, np.linspace(0.0, 1.0, 21),
                             "accuracy", path, vline=0.5)
+
+
+def audit_shadow_curve_png(study: Mapping, path: Path) -> bool:
+    """Attack AUC against the number of shadow originals (``study["audits"]``): one panel
+    each for U-LiRA and U-RMIA, one line per method with the 2.5-97.5% range over shadow
+    draws as a band, chance (0.5) dashed."""
+    attacks = (("ulira", "U-LiRA"), ("urmia", "U-RMIA"))
+    lines: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {
+        a: [] for a, _ in attacks}
+    for name, rep in (study.get("audits") or {}).items():
+        table = ((rep or {}).get("shadow-curve") or {}).get("table") or {}
+        for a, _ in attacks:
+            t = table.get(a)
+            if not isinstance(t, Mapping) or not t.get("shadows"):
+                continue
+            cols = [number_list(t.get(k) or [], f"audits[{name!r}][{a!r}][{k!r}]")
+                    for k in ("shadows", "auc", "auc_lo", "auc_hi")]
+            if len({c.size for c in cols}) == 1 and np.isfinite(cols[1]).any():
+                lines[a].append((name, *cols))
+    if not any(lines.values()):
+        return False
+    reasons = degenerate_reasons(study)
+    fig = _figure(9.0, 3.6)
+    axes = fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0]
+    for ax, (a, label) in zip(axes, attacks, strict=True):
+        for name, x, y, lo, hi in lines[a]:
+            ok = np.isfinite(y)
+            (ln,) = ax.plot(x[ok], y[ok], marker="o", ms=3, label=marked(name, reasons))
+            band = ok & np.isfinite(lo) & np.isfinite(hi)
+            ax.fill_between(x[band], lo[band], hi[band], color=ln.get_color(), alpha=0.15)
+        ax.axhline(0.5, color="0.3", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ticks = sorted({int(c) for _, x, *_ in lines[a] for c in x if np.isfinite(c)})
+        if ticks:
+            ax.set_xticks(ticks, [str(c) for c in ticks])
+            ax.minorticks_off()
+        ax.set_xlabel("shadow originals")
+        ax.set_title(label)
+    axes[0].set_ylabel("AUC (mean, range over draws)")
+    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("Attack AUC vs number of shadow models")
+    return _save(fig, path)

@@ -30,7 +30,11 @@ def recipes_markdown(study: Mapping) -> str:
     Needs ``study["config"]["command"]`` (the study's own command line) and
     ``study["config"]["run_command"]`` (the single-run command of the same setting, to which
     ``--method``, ``--hp`` and ``--seed`` are appended); without them only the
-    hyperparameter table is written.
+    hyperparameter table is written. A study with audits gets one command per audited
+    method: ``run_command``, the method's ``--hp`` flags and
+    ``study["config"]["audits"]["flags"]`` (the CLI options of the audits, e.g. ``--eval all
+    --shadows 8 ...``), which reproduces that method's row of every audit table; without
+    recorded flags (audits run through the API) the section says so.
     """
     cfg = study.get("config", {}) or {}
     cmd, run = cfg.get("command"), cfg.get("run_command")
@@ -75,4 +79,20 @@ def recipes_markdown(study: Mapping) -> str:
                          f"--seed {design['seed']}".replace("  ", " "))
         parts += ["## U-LiRA, one command per row (shadow originals are cached and shared)",
                   "```bash\n" + "\n".join(lines) + "\n```"]
+    audits = cfg.get("audits")
+    if isinstance(audits, Mapping) and study.get("audits"):
+        names = ", ".join(audits.get("audits") or [])
+        head = (f"## Audits ({names}), one command per method (its row of every audit table; "
+                "the design population is cached and shared)")
+        if run and audits.get("flags"):
+            lines = []
+            for name in study["audits"]:
+                m = study["methods"].get(name, {})
+                flags = "" if m.get("reference") else _hp_flags(m.get("hparams") or {})
+                lines.append(f"{run} --method {name} {flags} {audits['flags']}"
+                             .replace("  ", " "))
+            parts += [head, "```bash\n" + "\n".join(lines) + "\n```"]
+        else:
+            parts += [head, "No command line was recorded for the audits (run through the "
+                      "API); their configuration is `config.audits` in results.json."]
     return "\n\n".join(parts) + "\n"

@@ -177,6 +177,74 @@ def _ulira(x: Any, path: str) -> None:
             number_list(entry["per_example_accuracy"], f"{p}['per_example_accuracy']")
 
 
+# The numbers the audit tables read: audit -> key paths inside its report.
+_AUDIT_NUMBERS = {
+    "ulira": (("ulira_accuracy",), ("auc",), ("tpr_at_1fpr",)),
+    "klom": tuple((f"{r}_p95{s}",) for r in ("forget", "retain", "unseen")
+                  for s in ("", "_null", "_pvalue")),
+    "rmia": (("unlearning", "urmia_accuracy"), ("unlearning", "auc"),
+             ("unlearning", "tpr_at_1fpr"), ("membership", "auc")),
+    "relearn": (("original_forget_acc",),),
+}
+_CURVE_KEYS = ("shadows", "auc", "auc_lo", "auc_hi")
+
+
+def _pair(x: Any, path: str) -> None:
+    """An interval: None or [low, high] (numbers or null)."""
+    if x is not None and number_list(x, path).shape != (2,):
+        raise ValueError(f"{path}: expected [low, high], got {len(x)} values")
+
+
+def _audits(x: Any, path: str) -> None:
+    """``study["audits"]``: method -> audit report (:func:`jaxmu.audits.run_audits`); the
+    values the report's audit tables read must be numbers or null."""
+    if _mapping(x, path, optional=True) is None:
+        return
+    for method, rep in x.items():
+        p = f"{path}[{method!r}]"
+        _mapping(rep, p)
+        for audit, keys in _AUDIT_NUMBERS.items():
+            if rep.get(audit) is None:
+                continue
+            _mapping(rep[audit], f"{p}[{audit!r}]")
+            for key in keys:
+                node, q = rep[audit], f"{p}[{audit!r}]"
+                for k in key[:-1]:
+                    node, q = node.get(k), f"{q}[{k!r}]"
+                    if node is None:
+                        break
+                    _mapping(node, q)
+                if node is not None:
+                    _number(node.get(key[-1]), f"{q}[{key[-1]!r}]")
+                    _pair(node.get(f"{key[-1]}_ci"), f"{q}[{key[-1] + '_ci'!r}]")
+        for who in ("unlearned", "retrained"):
+            r = (rep.get("relearn") or {}).get(who)
+            if r is None:
+                continue
+            q = f"{p}['relearn'][{who!r}]"
+            _mapping(r, q)
+            for k in ("median_steps_to_recover", "recovered_fraction"):
+                if r.get(k) is not None:
+                    _mapping(r[k], f"{q}[{k!r}]")
+                    _number(r[k].get("value"), f"{q}[{k!r}]['value']")
+                    _pair(r[k].get("ci"), f"{q}[{k!r}]['ci']")
+        curve = rep.get("shadow-curve")
+        if curve is not None:
+            q = f"{p}['shadow-curve']"
+            table = _mapping(_require(_mapping(curve, q), "table", q), f"{q}['table']")
+            for attack, t in table.items():
+                qa = f"{q}['table'][{attack!r}]"
+                _mapping(t, qa)
+                sizes = {number_list(_require(t, k, qa), f"{qa}[{k!r}]").size
+                         for k in _CURVE_KEYS}
+                if len(sizes) != 1:
+                    raise ValueError(f"{qa}: {', '.join(_CURVE_KEYS)} must have one length")
+        if rep.get("plots") is not None:
+            for k, v in _mapping(rep["plots"], f"{p}['plots']").items():
+                if not isinstance(v, str):
+                    raise ValueError(f"{p}['plots'][{k!r}]: expected a path, got {_type(v)}")
+
+
 def validate_study(study: Any) -> None:
     """Checks a study dict against the contract of :func:`jaxmu.report.write_report`.
 
@@ -184,7 +252,8 @@ def validate_study(study: Any) -> None:
     (mappings of JSON values), ``methods`` (a non-empty mapping name -> ``{"hparams",
     "search" (mapping or None), "runs" (list of ``{"seed", "usable", "metrics"}``),
     "summary"}``, optionally ``"degenerate"``: None or why the method degenerates on the
-    model). Optional: ``ranking``, ``ulira``.
+    model). Optional: ``ranking``, ``ulira``, ``audits`` (method -> audit report of
+    :func:`jaxmu.audits.run_audits`; the numbers its tables read must be numbers or null).
 
     Raises:
         ValueError: one line naming the first missing or bad key.
@@ -207,6 +276,7 @@ def validate_study(study: Any) -> None:
         _method(m, f"study['methods'][{name!r}]")
     validate_ranking(study.get("ranking"), "study['ranking']")
     _ulira(study.get("ulira"), "study['ulira']")
+    _audits(study.get("audits"), "study['audits']")
     json_safe(study, "study")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxmu.report import _plots, _tables
+from jaxmu.report._audit_tables import audits_section_markdown
 from jaxmu.report._format import (
     DEGENERATE_MARK,
     degenerate_reasons,
@@ -35,6 +36,7 @@ FIGURES: tuple[tuple[str, Callable[[Mapping, Path], bool]], ...] = (
     ("accuracy.png", _plots.accuracy_png),
     ("mia_hist.png", _plots.mia_hist_png),
     ("ulira_hist.png", _plots.ulira_hist_png),
+    ("audit_shadow_curve.png", _plots.audit_shadow_curve_png),
 )
 
 
@@ -82,8 +84,11 @@ def _img(name: str, alt: str, figures: set[str]) -> str:
     return f"![{alt}]({name})" if name in figures else ""
 
 
-def report_markdown(study: Mapping, figures: set[str]) -> str:
-    """The text of report.md; ``figures`` names the PNGs that exist next to it."""
+def report_markdown(study: Mapping, figures: set[str],
+                    report_dir: str | os.PathLike | None = None) -> str:
+    """The text of report.md; ``figures`` names the PNGs that exist next to it, and links
+    to the per-method audit plots are relative to ``report_dir`` (the directory report.md
+    lands in) when given."""
     methods = study["methods"]
     n_failed = sum(1 for m in methods.values() if is_failed(m))
     parts = [
@@ -130,6 +135,7 @@ def report_markdown(study: Mapping, figures: set[str]) -> str:
                   "distribution is the histogram below.",
                   _tables.ulira_table_markdown(study),
                   _img("ulira_hist.png", "Per-example U-LiRA accuracy", figures)]
+    parts.append(audits_section_markdown(study, figures, report_dir))
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -165,7 +171,13 @@ def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
     not produce (e.g. ``ulira_hist.png``) are removed, other files are left alone.
 
     Figures (only those with data): ``ranking.png``, ``rte.png``, ``accuracy.png``,
-    ``mia_hist.png`` (per-example forget losses), ``ulira_hist.png``.
+    ``mia_hist.png`` (per-example forget losses), ``ulira_hist.png``,
+    ``audit_shadow_curve.png`` (attack AUC vs shadow count of every audited method).
+
+    A study with ``"audits"`` gets an *Audits* section: the shared design population, one
+    table per audit (U-LiRA, KLoM, RMIA / U-RMIA, relearning, shadow curve) with one row
+    per method and a line on how to read it, and links (relative to ``out_dir``) to each
+    method's audit plots; results.json holds the audit reports as stored in the study.
 
     Methods that degenerate on the model (a ``"degenerate"`` reason in their entry or their
     ranking rows) are listed under *Degenerate methods* and marked with a dagger in every
@@ -194,7 +206,8 @@ def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
         (tmp / "results.json").write_text(payload, encoding="utf-8")
         (tmp / "results.csv").write_text(_csv_text(study), encoding="utf-8")
         (tmp / "RECIPES.md").write_text(recipes_markdown(study), encoding="utf-8")
-        (tmp / "report.md").write_text(report_markdown(study, written), encoding="utf-8")
+        (tmp / "report.md").write_text(report_markdown(study, written, out_dir),
+                                       encoding="utf-8")
         names = sorted(written) + ["results.json", "results.csv", "RECIPES.md", "report.md"]
         return names, [name for name, _ in FIGURES if name not in written]
 

@@ -5,7 +5,8 @@ The Deep Unlearn study pipeline: :func:`run_study` searches one method on one mo
 across seed studies, :func:`final_run` / :func:`summarize` produce per-seed records and
 bootstrap CIs, :func:`rank_methods` builds Table 1, and :func:`run_benchmark` does it all
 for one (dataset, architecture) setting (``python -m experiments.digits --benchmark``),
-with U-LiRA of every method on request (:func:`ulira_study`).
+with U-LiRA of every method on request (:func:`ulira_study`) and every audit of
+:mod:`jaxmu.audits` on one shared design population (:func:`audit_study`).
 
 References:
     methods-spec.md §1, §4, §8; Cadet et al., Deep Unlearn (2024) §4-5.
@@ -15,6 +16,9 @@ from jaxmu.report import GROUPS, performance_groups, rank_methods
 from jaxmu.sweep._benchmark import (
     REFERENCES,
     ULIRA_DEFAULTS,
+    audit_names_of,
+    audit_study,
+    compact_audit_report,
     default_methods,
     e_max,
     final_run,
@@ -52,7 +56,10 @@ __all__ = [
     "REFERENCES",
     "ULIRA_DEFAULTS",
     "SweepTask",
+    "audit_names_of",
+    "audit_study",
     "best_hparams",
+    "compact_audit_report",
     "completed",
     "default_methods",
     "dynamic_names",

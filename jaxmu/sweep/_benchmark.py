@@ -9,6 +9,10 @@ Layout of ``out_dir`` (every step resumes from what is already there):
 * ``runs/<method>/seed<s>.json`` – the final runs (skipped when present);
 * ``ulira/<method>.json`` – with ``ulira=...``: U-LiRA of each method with its chosen
   hyperparameters and of the references (skipped when present for the same design);
+* ``audits/<method>.json`` and ``audits/<method>/*.png`` – with ``audits=...``: the audits
+  of :func:`jaxmu.audits.run_audits` (KLoM, RMIA / U-RMIA, relearning, attack power against
+  shadow count, U-LiRA) of each method and reference on one shared design population
+  (skipped when present for the same hyperparameters, audits and configuration);
 * ``study.json`` – everything above in one dict, the input of :func:`jaxmu.report.write_report`;
 * ``report/`` – ``report.md``, ``results.csv``, ``results.json`` and PNG figures.
 
@@ -198,6 +202,11 @@ def run_benchmark(
     trial_batch: int = 1,
     fast_compile: bool = True,
     ulira: Mapping[str, Any] | None = None,
+    audits: Sequence[str] | None = None,
+    audit_config: Any = None,
+    audit_flags: str | None = None,
+    strategy: str = "auto",
+    chunk: int | None = None,
     progress: bool = True,
     report: bool = True,
     command: str | None = None,
@@ -217,7 +226,10 @@ def run_benchmark(
        reason in its ``study["methods"]`` entry (else None) and in its ranking rows (else
        absent), and one warning line is logged up front;
     5. optionally U-LiRA of every method and reference (:func:`ulira_study`);
-    6. ``study.json`` and the report directory (:func:`jaxmu.report.write_report`).
+    6. optionally the audits of every method and reference on one shared design population
+       (:func:`audit_study`): ``study["audits"]`` holds method -> report without its
+       per-example arrays (those stay in ``audits/<method>.json``);
+    7. ``study.json`` and the report directory (:func:`jaxmu.report.write_report`).
 
     Args:
         pool: the data :class:`jaxmu.Pool` (its ``name`` labels the study).
@@ -239,6 +251,16 @@ def run_benchmark(
             ``forget_fraction`` (default 0.1) and ``seed`` (default 0)); None skips U-LiRA.
             Shadow originals are cached in ``cache_dir`` (else ``out_dir/cache``) and shared
             by all methods.
+        audits: audit names of :data:`jaxmu.audits.AUDITS` to run for every method and
+            reference after the final runs (None: none). The shadow originals and the
+            retrained (oracle) population are built once, in ``cache_dir`` (else
+            ``out_dir/cache``), and shared by all methods.
+        audit_config: the :class:`jaxmu.audits.AuditConfig` of the audits (None: its
+            defaults).
+        audit_flags: the experiment CLI's options that reproduce ``audits`` and
+            ``audit_config`` for one method (e.g. ``"--eval all --shadows 8 ..."``); RECIPES.md
+            appends them to ``run_command`` for one command per method (the CLIs pass them).
+        strategy, chunk: population strategy of the audits (results do not depend on it).
         progress: tqdm bars. report: write the report directory. log: status lines.
         command, run_command: the study's command line and the single-run command of this
             setting (for RECIPES.md; the experiment CLIs pass them).
@@ -247,8 +269,9 @@ def run_benchmark(
         The study dict (also written to ``out_dir/study.json``).
 
     Raises:
-        ValueError: on an unknown method, ``trials < 1``, ``seeds < 1``, no search seed or
-            a bad ``ulira`` design.
+        ValueError: on an unknown method, ``trials < 1``, ``seeds < 1``, no search seed,
+            a bad ``ulira`` design, bad audit names or an ``audit_config`` that is not an
+            :class:`jaxmu.audits.AuditConfig` (all checked before anything is written).
     """
     from jaxmu.io import provenance, write_json
 
@@ -265,6 +288,11 @@ def run_benchmark(
     if not search_seeds:
         raise ValueError("search_seeds: need at least one seed")
     design = ulira_design_config(ulira) if ulira is not None else None
+    audit_names = audit_names_of(audits) if audits is not None else None
+    if audit_names is None and (audit_config is not None or audit_flags is not None):
+        raise ValueError("audit_config and audit_flags need audits=...")
+    if audit_names is not None:
+        audit_config = _audit_config(audit_config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     setting = f"{pool.name or 'dataset'}-{model.name}"
@@ -274,6 +302,9 @@ def run_benchmark(
               "splits": splits.sizes(), "clean": clean, "population_size": population_size,
               "classifier_mias": classifier_mias, "fast_compile": fast_compile,
               "trial_batch": trial_batch, "ulira": design,
+              "audits": (None if audit_names is None else
+                         {"audits": list(audit_names), "config": _config_dict(audit_config),
+                          "flags": audit_flags}),
               "storage": storage or str(out / "study.db"), "command": command,
               "run_command": run_command}
     _check_same_setting(out / "config.json", config, splits)
@@ -358,9 +389,19 @@ def run_benchmark(
             out / "ulira", design=design,
             cache_dir=cache_dir or str(out / "cache"), progress=progress, log=log)
         t_ulira = time.perf_counter() - t0
+    t_audits = 0.0
+    if audit_names is not None:
+        t0 = time.perf_counter()
+        reports = audit_study(
+            model, splits, recipe, {m: v["hparams"] for m, v in study["methods"].items()},
+            out / "audits", audits=audit_names, config=audit_config,
+            cache_dir=cache_dir or str(out / "cache"), strategy=strategy, chunk=chunk,
+            progress=progress, log=log)
+        study["audits"] = {m: compact_audit_report(r) for m, r in reports.items()}
+        t_audits = time.perf_counter() - t0
     study["provenance"] = provenance()
     study["timings"] = {"search_s": t_search, "final_s": t_final, "ulira_s": t_ulira,
-                        "total_s": time.perf_counter() - t_start}
+                        "audits_s": t_audits, "total_s": time.perf_counter() - t_start}
     write_json(out / "study.json", study)
     if report:
         study["report"] = str(write_report(study, out / "report"))
@@ -444,6 +485,146 @@ def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
         log(f"U-LiRA {m}: {rep['ulira_accuracy']:.3f}"
             + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
     return res
+
+
+def audit_names_of(audits: Sequence[str] | str) -> tuple[str, ...]:
+    """The audits of a study: distinct names of :data:`jaxmu.audits.AUDITS` in that order,
+    ``"all"`` meaning every audit.
+
+    Raises:
+        ValueError: an empty, repeated or unknown name.
+    """
+    from jaxmu.audits import AUDITS
+
+    names = tuple(AUDITS) if audits == "all" else (
+        (audits,) if isinstance(audits, str) else tuple(audits))
+    if not names or len(set(names)) != len(names) or any(a not in AUDITS for a in names):
+        raise ValueError(f"audits: expected distinct names from {list(AUDITS)} or 'all', "
+                         f"got {audits!r}")
+    return tuple(a for a in AUDITS if a in names)
+
+
+def _audit_config(config: Any) -> Any:
+    from jaxmu.audits import AuditConfig
+
+    if config is None:
+        return AuditConfig()
+    if not isinstance(config, AuditConfig):
+        raise ValueError(f"audit_config: expected a jaxmu.audits.AuditConfig, got "
+                         f"{type(config).__name__}")
+    return config
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    """An :class:`~jaxmu.audits.AuditConfig` as the JSON dict stored with its results."""
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+# Per-example arrays of an audit report: kept in audits/<method>.json, left out of the study.
+_PER_EXAMPLE = {("klom", "per_example"), ("rmia", "membership", "reference_probability"),
+                ("rmia", "unlearning", "reference_probability")}
+
+
+def compact_audit_report(report: Mapping[str, Any]) -> dict[str, Any]:
+    """An audit report (:func:`jaxmu.audits.run_audits`) without its per-example arrays
+    (KLoM per example, RMIA's reference probabilities), the form kept in the study and
+    its results.json; every summary number, interval, curve and plot path is kept."""
+    if not isinstance(report, Mapping):
+        raise ValueError(f"report: expected a mapping, got {type(report).__name__}")
+
+    def strip(x: Any, path: tuple[str, ...]) -> Any:
+        if not isinstance(x, Mapping):
+            return x
+        return {k: strip(v, (*path, k)) for k, v in x.items() if (*path, k) not in _PER_EXAMPLE}
+
+    return strip(report, ())
+
+
+def audit_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
+                out_dir: str | Path, *, audits: Sequence[str] | str, config: Any = None,
+                cache_dir: str | None, strategy: str = "auto", chunk: int | None = None,
+                progress: bool = True, log: Callable[[str], None] = print,
+                ) -> dict[str, dict[str, Any]]:
+    """The audits (:func:`jaxmu.audits.run_audits`) of each method with its
+    hyperparameters, all on one design population.
+
+    Every method runs on the same design (shadow originals, forget sets, targets: fixed by
+    ``config``), so the shadow originals, their logits and the oracle (retraining with
+    ``recipe``, :func:`jaxmu.methods.retrain.recipe_hparams`) population are built for the
+    first method and read from the population store in ``cache_dir`` for every other one
+    (each report's ``population.from_store`` says which). ``retrain`` is audited with the
+    recipe's hyperparameters (against an independent retrain population: the null),
+    ``original`` is the no-op. Each report is written atomically to
+    ``out_dir/<method>.json`` (``{"method", "hparams", "audits", "config", "recipe",
+    "report"}``) after its plots (``out_dir/<method>/*.png``), and reused when its
+    hyperparameters, audits, configuration and recipe match.
+
+    Args:
+        model: the architecture. splits: the study's splits. recipe: the originals' recipe.
+        hparams: method -> hyperparameters (references: ``{}``), in report order.
+        out_dir: where the reports and plots go.
+        audits: names of :data:`jaxmu.audits.AUDITS` (or ``"all"``).
+        config: the :class:`jaxmu.audits.AuditConfig` (None: its defaults).
+        cache_dir: the cache of originals and populations (None: nothing shared: every
+            method trains its own).
+        strategy, chunk: population strategy (results do not depend on it).
+        progress: progress lines. log: one status line per method.
+
+    Returns:
+        method -> the report of :func:`jaxmu.audits.run_audits` (its ``plots`` pointing
+        into ``out_dir/<method>/``).
+
+    Raises:
+        ValueError: bad audit names or a ``config`` that is not an ``AuditConfig``.
+    """
+    from jaxmu.audits import run_audits
+    from jaxmu.io import write_json
+    from jaxmu.methods.retrain import recipe_hparams
+
+    names = audit_names_of(audits)
+    config = _audit_config(config)
+    if not isinstance(hparams, Mapping):
+        raise ValueError(f"hparams: expected a mapping method -> hyperparameters, got "
+                         f"{type(hparams).__name__}")
+    oracle = get_method("retrain", **recipe_hparams(recipe)).bind(model)
+    out, res = Path(out_dir), {}
+    for m, hp in hparams.items():
+        hp = recipe_hparams(recipe) if m == "retrain" else dict(hp)
+        path = out / f"{m}.json"
+        want = json.loads(json.dumps({"hparams": hp, "audits": list(names),
+                                      "config": _config_dict(config),
+                                      "recipe": recipe.to_dict()}))
+        if path.exists():
+            old = _read_json(path)
+            if {k: old.get(k) for k in want} == want and isinstance(old.get("report"), dict):
+                res[m] = _here(old["report"], out / m)
+                continue
+        rep = run_audits(model, splits, get_method(m, **hp).bind(model), names,
+                         oracle_method=oracle, config=config, recipe=recipe,
+                         strategy=strategy, chunk=chunk, cache_dir=cache_dir,
+                         plot_dir=out / m, progress=progress)
+        rep = _here(rep, out / m)
+        write_json(path, {"method": m, **want, "report": rep})
+        res[m] = rep
+        pop = rep["population"]
+        src = ", ".join(f"{k} {'from the store' if v else 'built'}"
+                        for k, v in pop["from_store"].items())
+        log(f"audits {m}: {', '.join(names)} in {sum(rep['timings'].values()):.1f} s "
+            f"(+ populations {pop['seconds']:.1f} s: {src})")
+    return res
+
+
+def _here(report: dict[str, Any], plot_dir: Path) -> dict[str, Any]:
+    """``report`` with its plot paths pointing into ``plot_dir`` (absolute; plots whose
+    file is missing are dropped), so a moved study directory still finds them."""
+    plots = {}
+    for k, v in (report.get("plots") or {}).items():
+        p = (plot_dir / Path(str(v)).name).resolve()
+        if p.exists():
+            plots[k] = str(p)
+    return {**report, "plots": plots}
 
 
 SETTING_KEYS = ("dataset", "model", "recipe", "splits", "clean", "e_max", "splits_hash")
