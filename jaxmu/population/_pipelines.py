@@ -186,6 +186,94 @@ def fscore_bootstrap_ci(
     return out
 
 
+
+_FSCORE_SPLITS = ("forget", "retain", "test")
+
+
+def _fscore_identity(model: Model, splits: Splits, config: TrainConfig, seed: int,
+                     num_models: int) -> dict[str, Any]:
+    """The store identity shared by the F-score's retrained and unlearned populations."""
+    from jaxmu.population._store import array_digest, pool_digest
+
+    return {"pool": pool_digest(splits.pool), "pool_name": splits.pool.name,
+            "splits": array_digest(*(np.asarray(splits.mask(sp)) for sp in _FSCORE_SPLITS)),
+            "model": model.name, "module": repr(getattr(model, "module", model)),
+            "recipe": config.to_dict(), "seed": int(seed), "num_models": int(num_models)}
+
+
+def _predict_splits(model: Model, params: Any, model_state: Any, splits: Splits,
+                    strategy: str, chunk: int | None) -> dict[str, np.ndarray]:
+    """float32 logits ``[M, n_split, C]`` of a population on forget, retain and test."""
+    return {sp: np.asarray(predict_population(model, params, model_state, splits.pool,
+                                              splits.mask(sp), strategy=strategy, chunk=chunk),
+                           np.float32)
+            for sp in _FSCORE_SPLITS}
+
+
+def retrained_population_logits(
+    model: Model,
+    splits: Splits,
+    *,
+    num_models: int,
+    seed: int = 0,
+    config: TrainConfig = TrainConfig(),
+    strategy: str = "auto",
+    chunk: int | None = None,
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Logits of the F-score's retrained population on the forget, retain and test rows.
+
+    ``num_models`` models are trained from scratch on ``splits.retain`` with ``config``
+    (model i from key ``fold_in(seed + 1000, i)``; the trained parameters are cached by
+    :func:`cached_fit_population` under the tag "retrain"), and their eval-mode logits on
+    the members of ``splits.forget``, ``splits.retain`` and ``splits.test`` (each in pool
+    order) are kept in the population store (:class:`jaxmu.population.PopulationStore`,
+    kind "fscore_retrained") under the identity of the pool content,
+    those three masks, the model, the recipe, ``seed`` and ``num_models``. This is the
+    retrained population of :func:`fscore_pipeline`; anything else that needs it (e.g.
+    :mod:`jaxmu.score`, scoring outside models) calls this function and so reads the very
+    same entry instead of training the population again.
+
+    Args:
+        model: the model of the population.
+        splits: the dataset's splits (retain trains the models; forget, retain and test
+            are predicted).
+        num_models: models in the population (at least 2).
+        seed: the population seed (the F-score's ``seed``).
+        config: the training recipe.
+        strategy, chunk: population strategy (results do not depend on it).
+        cache_dir: the cache directory (None: nothing is stored or reused).
+        progress: progress lines on stderr.
+
+    Returns:
+        ``(logits, info)``: logits ``{"forget", "retain", "test"}`` -> float32
+        ``[num_models, n_split, C]``; info has ``retrain_s`` (training and prediction time
+        of the run that built the entry), ``from_store`` and ``wall_s`` (this call).
+
+    Raises:
+        ValueError: ``num_models < 2``.
+    """
+    if isinstance(num_models, bool) or int(num_models) != num_models or num_models < 2:
+        raise ValueError(f"num_models must be an integer >= 2, got {num_models!r}")
+    from jaxmu.population._store import PopulationStore
+
+    n = int(num_models)
+
+    def build():
+        t0 = time.perf_counter()
+        retain = np.broadcast_to(np.asarray(splits.retain), (n, splits.pool.size))
+        rpop = cached_fit_population(cache_dir, model, splits.pool, retain, seed + 1000,
+                                     config, tag="retrain", strategy=strategy, chunk=chunk,
+                                     progress=progress)
+        return (_predict_splits(model, rpop.params, rpop.model_state, splits, strategy, chunk),
+                {"retrain_s": time.perf_counter() - t0})
+
+    return PopulationStore(cache_dir).get_or_build(
+        "fscore_retrained", _fscore_identity(model, splits, config, seed, n), build,
+        progress=progress)
+
+
 def fscore_pipeline(
     model: Model,
     splits: Splits,
@@ -220,49 +308,29 @@ def fscore_pipeline(
     References:
         Triantafillou et al. 2023; evaluation-spec.md §1, §2.6-9 (CIs).
     """
-    from jaxmu.population._store import (
-        PopulationStore,
-        array_digest,
-        method_identity,
-        pool_digest,
-    )
+    from jaxmu.population._store import PopulationStore, array_digest, method_identity
 
     n = num_models
     store = PopulationStore(cache_dir)
-    sp_names = ("forget", "retain", "test")
-    base = {"pool": pool_digest(splits.pool), "pool_name": splits.pool.name,
-            "splits": array_digest(*(np.asarray(splits.mask(sp)) for sp in sp_names)),
-            "model": model.name, "module": repr(getattr(model, "module", model)),
-            "recipe": config.to_dict(), "seed": int(seed), "num_models": int(n)}
-
-    def predict(p, s):
-        return {sp: np.asarray(predict_population(model, p, s, splits.pool, splits.mask(sp),
-                                                  strategy=strategy, chunk=chunk), np.float32)
-                for sp in sp_names}
-
-    def build_retrained():
-        t0 = time.perf_counter()
-        retain = np.broadcast_to(np.asarray(splits.retain), (n, splits.pool.size))
-        rpop = cached_fit_population(cache_dir, model, splits.pool, retain, seed + 1000,
-                                     config, tag="retrain", strategy=strategy, chunk=chunk,
-                                     progress=progress)
-        return predict(rpop.params, rpop.model_state), {"retrain_s": time.perf_counter() - t0}
+    base = _fscore_identity(model, splits, config, seed, n)
 
     def build_unlearned():
         keys = model_keys(jax.random.fold_in(as_key(seed), 99), range(n))
         pu, su, tu = unlearn_population(method, original[0], original[1], splits, keys,
                                         strategy=strategy, chunk=chunk, shared_model=True)
-        return predict(pu, su), {k: tu[k] for k in ("compile_s", "run_s", "strategy")}
+        return (_predict_splits(model, pu, su, splits, strategy, chunk),
+                {k: tu[k] for k in ("compile_s", "run_s", "strategy")})
 
-    rlog, rinfo = store.get_or_build("fscore_retrained", base, build_retrained,
-                                     progress=progress)
+    rlog, rinfo = retrained_population_logits(model, splits, num_models=n, seed=seed,
+                                              config=config, strategy=strategy, chunk=chunk,
+                                              cache_dir=cache_dir, progress=progress)
     t_retrain = rinfo["retrain_s"]
     ulog, uinfo = store.get_or_build(
         "fscore_unlearned", {**base, "method": method_identity(method),
                              "original": array_digest(*jax.tree.leaves(original))},
         build_unlearned, progress=progress)
     tu = uinfo
-    y = {s: splits.pool.y[splits.indices(s)] for s in sp_names}
+    y = {s: splits.pool.y[splits.indices(s)] for s in _FSCORE_SPLITS}
     res: dict[str, Any] = {}
     logits = {"unlearned": ulog, "retrained": rlog}
     confs = {who: membership_statistic(np.asarray(lg["forget"]), np.asarray(y["forget"]))
@@ -663,5 +731,5 @@ def ulira_pipeline(
 
 
 __all__ = ["DesignRuns", "ULiRADesign", "cached_fit_population", "design_logits",
-           "fscore_bootstrap_ci", "fscore_pipeline", "target_pairs", "ulira_design",
-           "ulira_from_runs", "ulira_pipeline"]
+           "fscore_bootstrap_ci", "fscore_pipeline", "retrained_population_logits",
+           "target_pairs", "ulira_design", "ulira_from_runs", "ulira_pipeline"]
