@@ -63,7 +63,7 @@ def config(a: argparse.Namespace) -> Any:
 
     try:
         relearn = RelearnConfig(variant=a.relearn_variant, steps=a.relearn_steps,
-                                eval_every=max(1, a.relearn_steps // 10), lr=a.relearn_lr,
+                                eval_every=_eval_every(a.relearn_steps), lr=a.relearn_lr,
                                 seed=a.seed)
         return AuditConfig(num_shadows=a.shadows, num_forget_sets=a.forget_sets,
                            forget_fraction=a.forget_fraction, num_targets=a.targets,
@@ -74,6 +74,14 @@ def config(a: argparse.Namespace) -> Any:
                            relearn_runs=a.relearn_runs)
     except ValueError as e:
         raise AuditUsageError(str(e)) from None
+
+
+def _eval_every(steps: int) -> int:
+    """The largest divisor of ``steps`` that still gives at least 10 evaluations (every
+    step for budgets under 10); nonsense budgets are left to :class:`RelearnConfig`."""
+    if not isinstance(steps, int) or steps < 1:
+        return 1
+    return max(d for d in range(1, steps + 1) if steps % d == 0 and steps // d >= min(10, steps))
 
 
 def run(a: argparse.Namespace, model: Any, splits: Any, method: Any, oracle: Any,

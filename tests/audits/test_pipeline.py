@@ -193,3 +193,12 @@ def test_cli_eval_klom_writes_numbers_and_plot(tmp_path, capsys):
     rec2 = json.loads((tmp_path / "out" / "digits" / "ft_seed0_klom.json").read_text())
     assert all(rec2["klom"]["population"]["from_store"].values())
     assert rec2["klom"]["klom"]["forget_p95"] == k["forget_p95"]
+
+
+def test_cli_relearn_evaluation_grid_divides_any_budget():
+    from experiments._audit_cli import _eval_every
+
+    for steps in (1, 5, 20, 25, 97, 100, 120):
+        e = _eval_every(steps)
+        assert steps % e == 0 and steps // e >= min(10, steps)
+    assert (_eval_every(100), _eval_every(25)) == (10, 1)
