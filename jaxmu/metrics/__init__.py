@@ -18,7 +18,8 @@ examples and models; device code produces the logits (``[M, N, K]``) that feed i
   small for an MIA).
 
 References:
-    evaluation-spec.md; methods-spec.md §6.
+    docs/evaluation.md: what each metric computes, the paper or reference code it comes
+    from, and where jaxmu differs from that code.
 """
 
 from jaxmu.metrics._accuracy import accuracy, accuracy_errors, retdev, retention, sape

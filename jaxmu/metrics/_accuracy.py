@@ -4,8 +4,8 @@ Accuracies are fractions in [0, 1] throughout jaxmu (Deep Unlearn's retention as
 range); multiply by 100 for percent tables.
 
 References:
-    Deep Unlearn (Cadet et al. 2024) §4 and ``munl/evaluation``; methods-spec.md §6.1, §6.4,
-    §6.6; SFTC (paper 002) eqs. 4-7; evaluation-spec.md §7.
+    Deep Unlearn (Cadet et al. 2024) §2 eqs. 1-3 and ``munl/evaluation``; SFTC (Perifanis et
+    al. 2024) §5.4 eqs. 4-7; docs/evaluation.md#accuracy-retention-and-retdev.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def accuracy(
         ValueError: on NaN logits, shape mismatch or labels out of range.
 
     References:
-        methods-spec.md §6.1 (RA, FA, VA, TA).
+        Deep Unlearn §2 eq. 1: RA, FA, VA and TA are this accuracy on the retain, forget,
+        val and test sets, in eval mode.
     """
     z, y = _logits_labels(logits, labels)
     acc = np.mean(np.argmax(z, axis=-1) == y, axis=-1)
@@ -62,7 +63,8 @@ def retention(new: ArrayLike, ref: ArrayLike) -> float:
         ValueError: if either accuracy lies outside [0, 1] or ``ref`` is 0.
 
     References:
-        Deep Unlearn ``retention.py``; methods-spec.md §6.4.
+        Deep Unlearn §2 eq. 2 and ``retention.py`` (RR, FR, TR: retain, forget and test
+        accuracy of the unlearned model over the retrained model's).
     """
     a = float(_checks.as_unit_interval("new", new).mean())
     b = float(_checks.as_unit_interval("ref", ref).mean())
@@ -75,8 +77,8 @@ def retdev(rr: float, fr: float, tr: float) -> float:
     """Retention deviation ``|1 - RR| + |1 - FR| + |1 - TR|`` (0 means "matches retraining").
 
     References:
-        Deep Unlearn paper (RetDev; computed on seed means in the public fork);
-        methods-spec.md §6.4.
+        Deep Unlearn §2 eq. 3. The released code has no RetDev; the public fork
+        ``santimebi/deepunlearn`` computes it on seed means.
     """
     vals = [float(_checks.as_array(n, v)) for n, v in (("rr", rr), ("fr", fr), ("tr", tr))]
     if any(v < 0 for v in vals):
@@ -90,8 +92,8 @@ def sape(a: ArrayLike, b: ArrayLike, *, percent: bool = True) -> float | np.ndar
     ``percent=False`` gives SFTC's eq. 4 form ``|b - a| / (a + b)`` (its tables use it).
 
     References:
-        Deep Unlearn ``symmetric_absolute_percentage_error.py`` (methods-spec.md §6.6); SFTC
-        (paper 002) eq. 4.
+        Deep Unlearn ``symmetric_absolute_percentage_error.py`` (defined there but never
+        called); SFTC (Perifanis et al. 2024) eq. 4.
     """
     x, y = _checks.as_array("a", a), _checks.as_array("b", b)
     den = np.abs(x) + np.abs(y)
@@ -117,7 +119,7 @@ def accuracy_errors(
     SAPE(TA_O, TA_U) (eq. 7).
 
     References:
-        SFTC (paper 002) §5.4 eqs. 4-7; evaluation-spec.md §7.
+        SFTC (Perifanis et al. 2024) §5.4 eqs. 4-7.
     """
     out = {}
     if ta_r is not None:

@@ -1,8 +1,8 @@
 """Bootstrap confidence intervals for aggregate metrics.
 
 References:
-    Efron & Tibshirani 1993; ``scipy.stats.bootstrap``; evaluation-spec.md §2.6-9
-    (bootstrap CIs over target models).
+    Efron & Tibshirani 1993; ``scipy.stats.bootstrap``; docs/statistics.md#bootstrap-units
+    (which unit each jaxmu metric resamples, and the coverage measured by simulation).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def bootstrap_ci(
             non-scalar statistic, or a confidence outside (0, 1).
 
     References:
-        ``scipy.stats.bootstrap``; evaluation-spec.md §2.6-9.
+        ``scipy.stats.bootstrap``; docs/statistics.md#bootstrap-units (resample what is
+        independent between repetitions: seeds, target models).
     """
     data = values if isinstance(values, tuple) else (values,)
     arrays = tuple(_checks.as_array(f"values[{i}]", v, dtype=None if np.asarray(v).dtype ==

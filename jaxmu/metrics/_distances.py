@@ -1,9 +1,10 @@
 """Distances between models: output-space JS divergence and parameter-space L2 distances.
 
 References:
-    SFTC (paper 002) eq. 8 and its public code; Deep Unlearn ``model_distances.py`` (after
-    Golatkar et al. 2020, "Eternal Sunshine of the Spotless Net"); methods-spec.md §6.7;
-    evaluation-spec.md §7.
+    SFTC (Perifanis et al. 2024) eq. 8 and its public code; Deep Unlearn
+    ``model_distances.py`` (after Golatkar et al. 2020, "Eternal Sunshine of the Spotless
+    Net"; defined there, not called by its pipeline);
+    docs/evaluation.md#distances-between-models.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def js_divergence(
         ValueError: on shape mismatch, NaN logits, or a non-positive base.
 
     References:
-        SFTC (paper 002) eq. 8 and its public code (``utils/unlearning_metrics.py::js_ind``);
-        evaluation-spec.md §7.
+        SFTC (Perifanis et al. 2024) eq. 8 and its public code
+        (``utils/unlearning_metrics.py::js_ind``).
     """
     zp = _checks.as_logits("logits_p", logits_p)
     zq = _checks.as_logits("logits_q", logits_q)
@@ -124,7 +125,7 @@ def l2_distance(a: PyTree, b: PyTree) -> float:
     Pass parameters only (no BatchNorm statistics) to match Deep Unlearn.
 
     References:
-        Deep Unlearn ``models_l2_distance``; methods-spec.md §6.7.
+        Deep Unlearn ``models_l2_distance`` (parameters only, no BatchNorm buffers).
     """
     la, lb = _pair(a, b)
     return float(np.sqrt(sum(np.sum((x - y) ** 2) for x, y in zip(la, lb, strict=True))))
@@ -140,7 +141,7 @@ def golatkar_distance(params: PyTree, reference: PyTree) -> float:
 
     References:
         Golatkar et al. 2020 (``Forgetting.ipynb::distance``); Deep Unlearn
-        ``compute_model_distance``; methods-spec.md §6.7.
+        ``compute_model_distance``.
     """
     la, lb = _pair(params, reference)
     norm = _sq_norm(la)
@@ -155,8 +156,8 @@ def normalized_l2_distance(a: PyTree, b: PyTree) -> float:
     Lies in [0, 2].
 
     References:
-        Deep Unlearn ``models_normalized_l2_distance``; SFTC/Deep Unlearn (paper 004 §6);
-        methods-spec.md §6.7.
+        Deep Unlearn ``models_normalized_l2_distance``; Deep Unlearn §6 and Appendix G (no
+        method came consistently close to the retrained model's weights).
     """
     la, lb = _pair(a, b)
     na, nb = np.sqrt(_sq_norm(la)), np.sqrt(_sq_norm(lb))

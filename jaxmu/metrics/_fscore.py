@@ -7,7 +7,9 @@ official scorer that matches its per-example loop exactly (see ``benchmarks/fsco
 
 References:
     Triantafillou et al. 2023, "Evaluation for the NeurIPS Machine Unlearning Competition";
-    google-deepmind/unlearning_evaluation ``metric.py``; evaluation-spec.md §1.
+    google-deepmind/unlearning_evaluation ``metric.py``;
+    docs/evaluation.md#the-competition-f-score (the setting, the epsilon rules, how to read F
+    and where jaxmu differs).
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def logit_scaled_confidence(
         ValueError: on NaN/inf logits, fewer than 2 classes, or bad labels.
 
     References:
-        Carlini et al. 2022 (LiRA) §VI-A; official ``compute_logit_scaled_confidence``;
-        evaluation-spec.md §1.2.
+        Carlini et al. 2022 (LiRA) §VI-A; official ``compute_logit_scaled_confidence``
+        (adapted from tensorflow_privacy's ``mi_lira_2021/score.py``).
     """
     z = _checks.as_logits("logits", logits)
     lab = _checks.broadcast_labels("labels", labels, z.shape)[..., None]
@@ -192,7 +194,9 @@ def epsilon_points(eps: ArrayLike, num_models: int) -> np.ndarray:
     50) scores 0.
 
     References:
-        Official ``compute_forget_score_from_confs``; evaluation-spec.md §1.7.
+        Official ``compute_forget_score_from_confs``. With both error rates nonzero the
+        largest finite epsilon is ``ln(N - 1 - N * delta)`` (about 6.24 for N = 512), so
+        the last bucket is never reached and every capped example scores 0.
     """
     e = _checks.as_array("eps", eps, finite=False)
     if np.any(np.isnan(e)) or np.any(e < 0):
@@ -250,7 +254,8 @@ def forget_quality(
     epsilons equal a direct transcription of the official loop (``benchmarks/fscore.py``).
 
     Where jaxmu differs from the official scorer: it runs where the official one crashes
-    (its ``assert`` on an array, spec §1.9-1); examples with no surviving grid threshold are
+    (it asserts on the truth value of the array of surviving thresholds, which NumPy rejects
+    whenever more than one survives); examples with no surviving grid threshold are
     scored with thresholds at the data points, and both-constant populations get eps 0
     (equal) or 50 (different); see :class:`FScoreResult`.
 
@@ -268,7 +273,9 @@ def forget_quality(
             confidences beyond +-1e8 (where float64 cannot resolve the 0.01 grid).
 
     References:
-        Official ``metric.py``; evaluation-spec.md §1.3-1.7, §1.9, §1.12.
+        Official ``metric.py``; docs/evaluation.md#the-competition-f-score (F is about 0.18
+        to 0.23 for a perfect unlearner, 0 for a deterministic one, and comparable only at
+        equal N).
     """
     res = forget_quality_details(unlearned_confs, retrained_confs, delta=delta)
     return res.score, res.eps
@@ -295,7 +302,8 @@ def competition_score(
             retrained accuracy.
 
     References:
-        Official ``main.py``; evaluation-spec.md §1.8.
+        Official ``main.py`` (RA and TA are means over each population's models);
+        docs/evaluation.md#the-competition-f-score.
     """
     accs = {}
     for name, v in (("ra_u", ra_u), ("ra_r", ra_r), ("ta_u", ta_u), ("ta_r", ta_r)):

@@ -1,7 +1,10 @@
-"""Fallback epsilons with thresholds at the data points (spec §1.12 "fast" rule).
+"""Fallback epsilons with thresholds at the data points instead of the official 0.01 grid.
 
-Only used for forget examples where no official grid threshold survives, where the official
-scorer aborts at its assertion (evaluation-spec.md §1.6 step 4).
+Only used for forget examples where no official grid threshold survives (the two
+populations overlap by less than one grid step), where the official scorer aborts at its
+assertion. The rates are step functions of the threshold, so their best epsilon is reached
+at thresholds next to data points: this gives the same or a larger epsilon than a grid.
+jaxmu flags these examples (``FScoreResult.fallback``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from jaxmu.metrics._fscore_grid import _band_setup
 
 
 def datapoint_max(pos, neg, table):
-    """Max epsilon with thresholds at the data points (spec §1.12 "fast" rule), per example.
+    """Max epsilon over thresholds placed at the data points, per example.
 
     Used only for examples where no official grid threshold survives (the official scorer
     aborts there). Single rule ``value >= t`` and band rule ``L <= value <= R`` with ``t``,

@@ -24,8 +24,9 @@ How it stays exact while being fast:
   table computed with exactly the scorer's float32 expressions.
 
 References:
-    google-deepmind/unlearning_evaluation ``metric.py`` (ffae0ff); evaluation-spec.md
-    §1.4-1.6, §1.9 and §1.12.
+    google-deepmind/unlearning_evaluation ``metric.py`` (ffae0ff);
+    docs/evaluation.md#the-competition-f-score (the two threshold families, the epsilon
+    rules and the peaky shortcut in words).
 """
 
 from __future__ import annotations

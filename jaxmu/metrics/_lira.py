@@ -9,7 +9,9 @@ smallest count as in the reference ``plot.py``).
 References:
     Carlini et al. 2022, "Membership Inference Attacks From First Principles" (Alg. 1, eq. 4,
     §VI-A); tensorflow/privacy ``research/mi_lira_2021`` (``plot.py``) and
-    ``advanced_mia.py``; evaluation-spec.md §3.5, §3.7, §3.8.
+    ``advanced_mia.py``; docs/evaluation.md#lira (the attack) and
+    docs/statistics.md#lira-estimators-and-tensorflow_privacy (which options reproduce
+    tensorflow_privacy).
 """
 
 from __future__ import annotations

@@ -7,14 +7,15 @@
   (non-member) and applied to the forget set (``faithful=True``: the authors' code, with
   softmax features, per-class balancing, 5-fold CV and CatBoost).
 * :func:`feature_mia`: the SalUn-line ``SVC_MIA`` with the correctness, confidence, entropy,
-  modified-entropy and probability features (paper 001, Table 1).
+  modified-entropy and probability features (Akbari et al., "Machine Unlearning", Table 1).
 
 All per-example features are vectorised; attack fitting uses scikit-learn on the host.
 Caller arrays are never modified (Deep Unlearn shuffles them in place).
 
 References:
-    methods-spec.md §6.2-6.3; evaluation-spec.md §7; SFTC (paper 002) eq. 9; Song & Mittal
-    2021, "Systematic Evaluation of Privacy Risks of Machine Learning Models".
+    Deep Unlearn (Cadet et al. 2024) §2 and ``munl/evaluation``; SFTC (Perifanis et al.
+    2024) eq. 9; Song & Mittal 2021, "Systematic Evaluation of Privacy Risks of Machine
+    Learning Models"; docs/evaluation.md#population-mias.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def cross_entropy_losses(
     """Per-example cross-entropy ``-log softmax(z)_y`` in float64 (the U-MIA feature).
 
     References:
-        Deep Unlearn ``losses.py::compute_losses``; methods-spec.md §6.2.
+        Deep Unlearn ``losses.py::compute_losses``.
     """
     z, y = _logits_labels(logits, labels)
     lp = log_softmax(z)
@@ -101,7 +102,7 @@ def population_mia(
         ValueError: on empty or non-1-D inputs, NaN losses, or too few examples to split.
 
     References:
-        Deep Unlearn ``membership_inference_attack.py``; methods-spec.md §6.2.
+        Deep Unlearn §2 (footnote 1) and ``membership_inference_attack.py``.
     """
     return _loss_attack(forget_losses, reference_losses, seed, n_splits, test_size, cv_seed)[0]
 
@@ -118,8 +119,8 @@ def mia_auc(
     """ROC AUC of the :func:`population_mia` attacker (same splits), 0.5 = indistinguishable.
 
     References:
-        Paper 000 §V-C3 (logistic regression on losses, forget vs test, stratified CV);
-        evaluation-spec.md §7.
+        Comparative Analysis of Machine Unlearning Approaches for Data Protection §V-C3
+        (logistic regression on losses, forget vs test, stratified CV).
     """
     return _loss_attack(forget_losses, reference_losses, seed, n_splits, test_size, cv_seed)[1]
 
@@ -131,7 +132,7 @@ def indiscernibility(mia: float) -> float:
         ValueError: if ``mia`` lies outside [0, 1].
 
     References:
-        Deep Unlearn ``indiscernibility.py``; methods-spec.md §6.3.
+        Deep Unlearn §2 and ``indiscernibility.py``.
     """
     m = float(_checks.as_unit_interval("mia", mia))
     return 1.0 - abs(2.0 * m - 1.0)
@@ -141,7 +142,9 @@ def discernibility(mia: float) -> float:
     """Discernibility ``|2 MIA - 1| = 1 - indiscernibility``.
 
     References:
-        Deep Unlearn HP objective term f4; methods-spec.md §4.2, §6.3.
+        Deep Unlearn §2; its hyperparameter search minimises the discernibility of Val-MIA
+        next to the accuracy gaps ``|RA_U - RA_R| / 3``, ``|FA_U - FA_R| / 3`` and
+        ``|VA_U - VA_R| / 3`` (§4, eqs. 5-6).
     """
     return 1.0 - indiscernibility(mia)
 
@@ -238,7 +241,7 @@ def classifier_mia(
             classifier, or (``faithful``) missing labels or fewer than 5 balanced examples.
 
     References:
-        SFTC (paper 002) eq. 9 and its public code; evaluation-spec.md §7.
+        SFTC (Perifanis et al. 2024) eq. 9 and its public code.
     """
     zr = _checks.as_logits("retain_logits", retain_logits)
     zt = _checks.as_logits("test_logits", test_logits)
@@ -315,7 +318,7 @@ def mia_features(
 
     References:
         Song & Mittal 2021 eq. (Mentr); SalUn / Unlearn-Sparse ``evaluation/SVC_MIA.py``;
-        paper 001 Table 1.
+        Akbari et al., "Machine Unlearning", Table 1.
     """
     z, y = _logits_labels(logits, labels)
     if z.ndim != 2:
@@ -355,8 +358,9 @@ def feature_mia(
 
     For each feature an attacker is fitted on retain (member) vs test (non-member) examples,
     balanced by subsampling retain to the test size, then applied to the forget set; the
-    value is the fraction of forget examples predicted non-member ("MIA-efficacy"). Paper 001
-    reports these (in percent) and the gap to the retrained model.
+    value is the fraction of forget examples predicted non-member ("MIA-efficacy"). Akbari et
+    al. ("Machine Unlearning", Table 1) report these (in percent) and the gap to the retrained
+    model.
 
     Where jaxmu differs: the retain subsample is random (seeded) rather than the first
     ``|test|`` retain examples; ``m_entropy`` follows the published formula.
@@ -370,7 +374,8 @@ def feature_mia(
         ``{feature: fraction predicted non-member}``.
 
     References:
-        SalUn / Unlearn-Sparse ``SVC_MIA``; paper 001 §4 and Table 1; evaluation-spec.md §7.
+        SalUn / Unlearn-Sparse ``SVC_MIA``; Akbari et al., "Machine Unlearning", §4.4 and
+        Table 1.
     """
     unknown = set(features) - set(FEATURES)
     if unknown or not features:

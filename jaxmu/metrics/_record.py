@@ -1,7 +1,9 @@
 """The full single-model metric record from logits (``jaxmu.evaluate`` builds on it).
 
 References:
-    methods-spec.md §6 (Deep Unlearn metrics); evaluation-spec.md §7 (other papers).
+    docs/evaluation.md: Deep Unlearn's metrics (accuracies, retention, RetDev, U-MIA,
+    indiscernibility, RTE) and those of SFTC, Akbari et al. and the comparative analysis of
+    competition approaches (SAPE errors, JS divergence, classifier and feature MIAs, MIA AUC).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from jaxmu.metrics import _accuracy, _distances, _mia, _timing
 
 SPLITS = ("retain", "forget", "val", "test")
 _ABBREV = {"retain": "ra", "forget": "fa", "val": "va", "test": "ta"}
-_GAP_FEATURES = ("correctness", "confidence", "entropy", "prob")  # paper 001 Table 1
+_GAP_FEATURES = ("correctness", "confidence", "entropy", "prob")  # Akbari et al., Table 1
 _LOSS_MIA_TEST_SIZE = 0.1  # Deep Unlearn's StratifiedShuffleSplit(test_size=0.1)
 
 
@@ -124,11 +126,11 @@ def evaluate_logits(
         with original: ``acc_err_original js_original``; ``classifier_mia`` (retain, test,
         forget needed); ``feature_mia_<feature>`` and, with retrained,
         ``feature_mia_gap_<feature>`` and ``feature_mia_mean_gap`` (mean gap over
-        correctness, confidence, entropy and prob, paper 001's "best attack" column);
-        ``run_seconds compile_seconds rte``; ``l2_to_retrained golatkar_to_retrained
-        normalized_l2_to_retrained`` (and ``_to_original``). Accuracies are fractions;
-        SAPE-based errors are in percent. A retention whose reference accuracy is 0 is
-        left out.
+        correctness, confidence, entropy and prob: the "best attack" column of Akbari et
+        al.'s Table 1); ``run_seconds compile_seconds rte``; ``l2_to_retrained
+        golatkar_to_retrained normalized_l2_to_retrained`` (and ``_to_original``).
+        Accuracies are fractions; SAPE-based errors are in percent. A retention whose
+        reference accuracy is 0 is left out.
 
     Warns:
         MIASkippedWarning: when a split is too small for the loss MIA (fewer than 6 forget
@@ -140,7 +142,8 @@ def evaluate_logits(
         ValueError: on bad logits/labels or unknown splits.
 
     References:
-        methods-spec.md §6; evaluation-spec.md §7; SFTC (paper 002) §5.4; paper 001 Table 1.
+        Deep Unlearn (Cadet et al. 2024) §2; SFTC (Perifanis et al. 2024) §5.4; Akbari et
+        al., "Machine Unlearning", Table 1; docs/evaluation.md.
     """
     if not isinstance(labels, Mapping):
         raise ValueError("labels: expected a mapping split -> labels")

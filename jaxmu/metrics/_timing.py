@@ -5,7 +5,9 @@ Compile time is reported separately from run time; results are waited for with
 and checkpoint I/O outside the timed region.
 
 References:
-    Deep Unlearn ``run_time_efficiency.py`` (methods-spec.md §6.5); evaluation-spec.md §7.
+    Deep Unlearn §2 eq. 4 and ``run_time_efficiency.py``; docs/evaluation.md#run-time-and-rte
+    (Deep Unlearn also times the checkpoints and evaluations some methods run inside their
+    ``unlearn()``, which biases its RTE; jaxmu keeps them outside the timed region).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def rte(t_reference: float, t_method: float) -> float:
         ValueError: unless both times are finite and positive.
 
     References:
-        Deep Unlearn ``run_time_efficiency.py``; methods-spec.md §6.5.
+        Deep Unlearn §2 eq. 4 and ``run_time_efficiency.py`` (RTE of retraining is 1; below
+        1 a method is slower than retraining).
     """
     return _checks.positive_scalar("t_reference", t_reference) / _checks.positive_scalar(
         "t_method", t_method
@@ -41,7 +44,7 @@ class Timer:
     ``block`` waits for (possibly asynchronous) JAX results before the clock stops.
 
     References:
-        design.md §5; evaluation-spec.md §7 (run time measured without evaluation or I/O).
+        docs/evaluation.md#run-time-and-rte (run time measured without evaluation or I/O).
     """
 
     def __init__(self) -> None:
@@ -77,7 +80,7 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
         ``(result, run_seconds, compile_seconds)`` with the result of the timed run.
 
     References:
-        design.md §5; evaluation-spec.md §7 (compile time reported separately).
+        docs/evaluation.md#run-time-and-rte (compile time reported separately).
     """
     if hasattr(fn, "lower"):
         t0 = time.perf_counter()

@@ -8,8 +8,8 @@ against H0 (offline). Perfect unlearning makes the worlds indistinguishable (acc
 References:
     Hayes et al. 2024, "Inexact Unlearning Needs More Careful Evaluations to Avoid a False
     Sense of Privacy"; Kurmanji et al. 2023 (SCRUB); Deep Unlearn
-    ``consolidate_predictions.py``; evaluation-spec.md §2.2, §2.4, §2.6; methods-spec.md
-    §7.5-7.6.
+    ``munl/lira/consolidate_predictions.py``; docs/evaluation.md#u-lira (Deep Unlearn's
+    released pipeline, jaxmu's protocol and the metrics it reports).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def membership_statistic(
             U-LiRA setting).
 
     References:
-        evaluation-spec.md §2.2, §2.6-11; methods-spec.md §7.5.
+        Carlini et al. 2022 §VI-A (the logit-scaled confidence); Deep Unlearn
+        ``munl/lira/consolidate_predictions.py`` (0/1 correctness); docs/evaluation.md#u-lira.
     """
     if kind == "confidence":
         return logit_scaled_confidence(logits, labels)
