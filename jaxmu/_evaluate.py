@@ -5,7 +5,8 @@ Device side: eval-mode logits of every split for U (and O, R when given). Host s
 indiscernibility, SAPE errors, JS divergence, weight distances, RTE).
 
 References:
-    methods-spec §6; evaluation-spec §7.
+    Deep Unlearn (Cadet et al. 2024) §2; SFTC (Perifanis et al. 2024) §5.4;
+    docs/evaluation.md (every metric, its source and where jaxmu differs).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ PRNG keys are typed keys (``jax.random.key``); a raw ``uint32[2]`` key is accept
 wrapped by :func:`as_key`.
 
 References:
-    design.md §2 (core types).
+    docs/design.md#core-types (the types, and the rules that keep methods jittable and
+    vmappable over a population).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ class Dataset:
     """A pool plus where the official test set starts.
 
     Indices ``0 .. n_train - 1`` of the pool are the official train set, the rest the official
-    test set (as in Deep Unlearn, methods-spec §2.1).
+    test set (as in Deep Unlearn, which concatenates the official train and test sets).
     """
 
     pool: Pool

@@ -4,8 +4,10 @@ All builders split the official train part of a :class:`Dataset` into retain / f
 and use the official test part as test. Everything is seeded and reproducible.
 
 References:
-    methods-spec §2.2 (Deep Unlearn's splits), §12.8 (forget-set scenarios);
-    paper 000 §VI-D (red-dominant images); paper 003 §VI-C2 (label-skewed deletion).
+    Deep Unlearn ``munl/datasets/splits.py`` (the random split;
+    docs/evaluation.md#the-deep-unlearn-setting); Comparative Analysis of Machine Unlearning
+    Approaches for Data Protection §VI-D (red-dominant images as a realistic, targeted forget
+    set); Qu et al., "Learn to Unlearn" survey §VI-C2 (label-skewed, non-IID deletion).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def random_splits(
     """Deep Unlearn's split: val = ``val_fraction`` of train, forget = ``forget_fraction``
     of the rest, both with ``sklearn.train_test_split(random_state=seed)``.
 
-    With the defaults the forget set is 8.5% of the official train set (methods-spec §2.2).
+    With the defaults the forget set is 8.5% of the official train set (10% of the 85% that
+    is not val).
     """
     _check_fraction("forget_fraction", forget_fraction)
     train, val = _train_val(ds, val_fraction, seed)
@@ -128,7 +131,9 @@ def targeted_splits(
 
 
 def red_dominance(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-    """Score for paper 000's targeted set: mean of R - (G + B) / 2 over the image."""
+    """Red dominance, mean of ``R - (G + B) / 2`` over the image: the score of the targeted
+    forget set (the most red-dominant images) of Comparative Analysis of Machine Unlearning
+    Approaches for Data Protection, §VI-D."""
     if x.shape[-1] != 3:
         raise ValueError("red_dominance needs RGB images")
     f = x.astype(np.float64)
@@ -144,7 +149,7 @@ def label_skewed_splits(
     seed: int = DEFAULT_SPLIT_SEED,
 ) -> Splits:
     """Label-skewed deletion: ``skew`` of the forget set comes from ``skew_class``, the rest
-    uniformly from the other classes (paper 003 §VI-C2 uses 30%)."""
+    uniformly from the other classes (the Learn to Unlearn survey, §VI-C2, uses 30%)."""
     _check_fraction("forget_fraction", forget_fraction)
     _check_fraction("skew", skew, allow_one=True)
     if not 0 <= skew_class < ds.pool.num_classes:

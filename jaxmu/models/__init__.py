@@ -1,7 +1,9 @@
 """Models behind the :class:`jaxmu.types.Model` protocol, and parameter selectors.
 
 References:
-    methods-spec §2.4 (ResNet18, TinyViT-11M).
+    Deep Unlearn's networks (``munl/models``): torchvision's ResNet18, used with its
+    ImageNet stem even on 32x32 images, and TinyViT-11M (Wu et al. 2022);
+    docs/evaluation.md#the-deep-unlearn-setting.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """ResNet18 (torchvision layout) with the ImageNet stem or the CIFAR stem.
 
-The ImageNet stem (conv 7x7 stride 2, max-pool 3x3 stride 2) is what Deep Unlearn uses even
-at 32x32 (methods-spec §2.4, bug list §10.1); the CIFAR stem (conv 3x3 stride 1, no max-pool)
-is offered for the usual CIFAR accuracy. Initialisation follows torchvision: convs
-kaiming-normal (fan_out, relu), BN gamma 1 / beta 0, Linear the PyTorch default.
-Parameter names mirror torchvision (``conv1``, ``bn1``, ``layer1..4``, ``downsample``, ``fc``)
-so selectors read like the reference.
+The ImageNet stem (conv 7x7 stride 2, max-pool 3x3 stride 2) is what Deep Unlearn (and the
+NeurIPS-2023 competition) uses even at 32x32, kept for comparability: Deep Unlearn builds
+torchvision's ``resnet18`` and never uses the CIFAR ResNet in its repository. The CIFAR stem
+(conv 3x3 stride 1, no max-pool) is offered for the usual CIFAR accuracy. Initialisation
+follows torchvision: convs kaiming-normal (fan_out, relu), BN gamma 1 / beta 0, Linear the
+PyTorch default. Parameter names mirror torchvision (``conv1``, ``bn1``, ``layer1..4``,
+``downsample``, ``fc``) so selectors read like the reference.
 
 References:
-    He et al., Deep Residual Learning (2016); methods-spec §2.4.
+    He et al., Deep Residual Learning (2016); torchvision ``resnet18``; Deep Unlearn
+    ``munl/models/__init__.py::get_model``.
 """
 
 from __future__ import annotations

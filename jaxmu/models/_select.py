@@ -4,10 +4,18 @@ A selector is static (key path, regex, ndim), hashable and comparable by value, 
 be a field of a frozen method definition. ``select(model, params)`` returns a pytree of
 Python bools with the structure of ``params``; a selector that matches nothing raises
 ``ValueError`` (coverage assert, as in big_vision). Elementwise selection is an array mask in
-``aux`` instead (design.md §3); never mix the two.
+``aux`` instead (docs/design.md#selectors); never mix the two.
+
+For ResNet18 and TinyViT the model's ``blocks`` and ``classifier`` follow Deep Unlearn's
+code: the blocks of CF-k / EU-k are ResNet's ``layer1..4`` and TinyViT's BasicLayers (not
+its first, convolutional stage), the classifier is ``fc`` / ``head`` (not TinyViT's
+``norm_head``); :data:`conv_kernels`, MSG's "every conv", includes the stem, the shortcuts
+and TinyViT's convs.
 
 References:
-    design.md §3 (selectors); methods-spec §2.4 (blocks used by CF-k/EU-k), §5.14 (convs).
+    big_vision's path/regex parameter selectors with coverage asserts; Deep Unlearn's
+    ``select_last_k_blocks`` (CF-k / EU-k) and its MSG (Masked Small Gradients) code, which
+    edits every ``Conv2d``.
 """
 
 from __future__ import annotations

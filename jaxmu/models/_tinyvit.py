@@ -1,6 +1,8 @@
 """TinyViT-11M (Microsoft TinyViT, as vendored by Deep Unlearn in ``thirdparty/tiny_vit.py``).
 
-A faithful Linen port of the reference network (methods-spec §2.4):
+A faithful Linen port of the reference network, with Deep Unlearn's ``vit11m`` settings as
+defaults (embed dims 64/128/256/448, depths 2/2/6/2, heads 2/4/8/14, windows 7/7/14/7,
+drop-path 0.1, no pretraining):
 
 * ``patch_embed``: Conv2d_BN(3 -> E0/2, 3x3, s2) -> GELU -> Conv2d_BN(E0/2 -> E0, 3x3, s2).
 * ``layers_0`` (ConvLayer): MBConv blocks (1x1 expand -> GELU -> 3x3 depthwise -> GELU ->
@@ -49,7 +51,7 @@ Every GELU is an activation site (:func:`jaxmu.models.activation`).
 
 References:
     Wu et al., TinyViT: Fast Pretraining Distillation for Small Vision Transformers (ECCV
-    2022); methods-spec §2.4.
+    2022); Deep Unlearn ``munl/models/vit11m.py`` and ``thirdparty/tiny_vit.py``.
 """
 
 from __future__ import annotations
@@ -382,7 +384,8 @@ def tinyvit_11m(
             mode, reproducing the reference's cached eval-mode bias table.
 
     Selectors: ``stem`` = the patch-embed convs, ``classifier`` = ``head`` (not
-    ``norm_head``), ``blocks`` = the BasicLayers ``layers_1..`` (methods-spec §2.4).
+    ``norm_head``), ``blocks`` = the BasicLayers ``layers_1..`` (Deep Unlearn's CF-k / EU-k
+    blocks: the first, convolutional stage is not a block).
     """
     lens = {len(embed_dims), len(depths), len(num_heads), len(window_sizes)}
     if len(lens) != 1 or len(depths) < 2:

@@ -32,9 +32,8 @@ pass ``measured["peak"]`` as ``total`` (``per_model=`` of :func:`chunk_for_budge
 directly to :func:`max_models`).
 
 References:
-    design.md §4 (population engine: chunked ``lax.map(..., batch_size=k)`` strategy);
-    evaluation-spec §5.2 item 3 (memory per ResNet-18 model: params + grads + momentum plus
-    activations; size the chunk by measuring).
+    docs/design.md#memory-sizing (the budget formula); the ResNet18 tables and the measured
+    accuracy of the estimate: docs/benchmarks.md#fitting-a-resnet18-population-in-memory.
 """
 
 from __future__ import annotations
@@ -194,7 +193,7 @@ def model_bytes(
             ``optimizer_slots``, or a model without ``input_shape``.
 
     References:
-        design.md §4; evaluation-spec §5.2 (item 3).
+        docs/design.md#memory-sizing.
     """
     batch_size = _check_int("batch_size", batch_size, 1)
     optimizer_slots = _check_int("optimizer_slots", optimizer_slots, 0)
@@ -263,7 +262,7 @@ def max_models(
             ``shared_bytes``, or ``headroom`` outside (0, 1].
 
     References:
-        design.md §4; evaluation-spec §5.2 (item 3).
+        docs/design.md#memory-sizing.
     """
     usable = _check_budget(memory_bytes, shared_bytes, headroom)
     per = _per_model_total(per_model)
@@ -305,7 +304,7 @@ def chunk_for_budget(
             batch, split the population into blocks of ids, or use a larger device).
 
     References:
-        design.md §4; evaluation-spec §5.2 (item 3).
+        docs/design.md#memory-sizing.
     """
     _check_int("batch_size", batch_size, 1)
     num_models = _check_int("num_models", num_models, 1)

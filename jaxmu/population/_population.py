@@ -6,7 +6,9 @@ gets the key ``fold_in(root, i)``, so any model can be re-run alone — with
 block of ids trained by another process merges into the same population.
 
 References:
-    design.md §4; evaluation-spec §2.6, §3.8 (LiRA's balanced IN/OUT masks).
+    docs/design.md#population-engine; Carlini et al. 2022, "Membership Inference Attacks From
+    First Principles" (shadow models on random halves: every example IN for half of them;
+    :func:`balanced_masks`).
 """
 
 from __future__ import annotations

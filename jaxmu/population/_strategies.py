@@ -16,7 +16,8 @@ not depend on the strategy, chunk size or device count (up to floating-point
 re-association of batched vs unbatched kernels; tests check it).
 
 References:
-    design.md §4 (population engine).
+    docs/design.md#population-engine (strategies, and how to choose one per backend and
+    model).
 """
 
 from __future__ import annotations

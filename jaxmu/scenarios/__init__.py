@@ -10,8 +10,9 @@
 * :func:`deletion_requests`: the disjoint request index sets the sequence uses.
 
 References:
-    Learn to Unlearn survey (paper 003, §III SISA, §VI deletion ratios and time
-    consumption; seeds/003_73b788554d11569d.txt); methods-spec §12.7-§12.8.
+    Qu et al., "Learn to Unlearn: Insights into Machine Unlearning" (survey; §III SISA
+    exact unlearning, §VI deletion ratios and time consumption); Bourtoule et al. 2021
+    (SISA); Deep Unlearn §6 (repeated deletion as a limitation it left open).
 """
 
 from jaxmu.scenarios._common import EXACT, TIMING_KEYS, check_methods, default_sisa_config

@@ -18,8 +18,9 @@ A *runner* unlearns one deletion and reports its cost:
 Costs are medians over ``repeats`` runs.
 
 References:
-    Learn to Unlearn survey (paper 003, §III SISA, §VI-C3 time consumption;
-    seeds/003_73b788554d11569d.txt); methods-spec §12.7-§12.8.
+    Qu et al., "Learn to Unlearn" survey (§III SISA, §VI-C3 time consumption); Bourtoule et
+    al. 2021 (SISA: shards trained separately, a deletion retrains only the shards that
+    hold it).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Deletion-ratio sweep: accuracy and cost of unlearning as the forget set grows.
 
 References:
-    Learn to Unlearn survey (paper 003, §VI-B/§VI-C: deletion ratios 0.001 to 0.3, plus
-    0.4 and 0.5 to show where retraining from scratch becomes cheaper; §III SISA;
-    seeds/003_73b788554d11569d.txt); methods-spec §12.7-§12.8.
+    Qu et al., "Learn to Unlearn" survey (§VI-B/§VI-C: deletion ratios 0.001 to 0.3, plus
+    0.4 and 0.5 to show where retraining from scratch becomes cheaper; §III SISA);
+    Bourtoule et al. 2021 (SISA).
 """
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ def deletion_ratio_sweep(
             (checked before anything is trained).
 
     References:
-        Learn to Unlearn survey (paper 003) §VI-B, §VI-C1, §VI-C3 (Fig. 4, the crossover),
-        §III (SISA); methods-spec §12.7-§12.8.
+        Qu et al., "Learn to Unlearn" survey §VI-B, §VI-C1, §VI-C3 (Fig. 4, the crossover),
+        §III (SISA); Bourtoule et al. 2021 (SISA).
     """
     ratios = check_ratios(ratios)
     resolved = C.check_methods(methods)

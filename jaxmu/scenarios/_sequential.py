@@ -1,9 +1,9 @@
 """A sequence of deletion requests, each unlearned on top of the previous one.
 
 References:
-    Learn to Unlearn survey (paper 003, §VII-B "continuous re-evaluation" of models under
-    repeated unlearning, §III SISA; seeds/003_73b788554d11569d.txt); Deep Unlearn §6
-    (sequences of requests as a limitation); methods-spec §12.8.
+    Qu et al., "Learn to Unlearn" survey (§VII-B "continuous re-evaluation" of models under
+    repeated unlearning, §III SISA); Deep Unlearn §6 (it did not consider repeated deletion
+    and names sequences of smaller forget sets as a limitation).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def sequential_deletion(
             (checked before anything is trained).
 
     References:
-        Learn to Unlearn survey (paper 003) §VII-B, §III (SISA); methods-spec §12.8.
+        Qu et al., "Learn to Unlearn" survey §VII-B, §III (SISA); Deep Unlearn §6.
     """
     if forget_set not in FORGET_SETS:
         raise ValueError(f"forget_set must be one of {FORGET_SETS}, got {forget_set!r}")

@@ -2,7 +2,9 @@
 schedules, batching.
 
 References:
-    methods-spec §2.5.
+    Deep Unlearn's recipe for the original and retrained models
+    (``munl/unlearning/original.py``, ``naive.py``);
+    docs/evaluation.md#the-deep-unlearn-setting.
 """
 
 from jaxmu.train._batches import (

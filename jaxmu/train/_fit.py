@@ -5,8 +5,9 @@ the progress bar and checkpoints. Compilation happens once per shape, ahead of t
 timed separately from training.
 
 References:
-    methods-spec §2.5 (Deep Unlearn's recipe: SGD 0.1 / 0.9 / 5e-4, cosine per epoch,
-    batch 256, random crop + flip).
+    Deep Unlearn's recipe for the original and retrained models (SGD 0.1 / 0.9 / 5e-4,
+    cosine per epoch, batch 256, random crop + flip);
+    docs/evaluation.md#the-deep-unlearn-setting.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ from jaxmu.types import Model, Pool, as_key
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A training recipe (static). Defaults are Deep Unlearn's (methods-spec §2.5).
+    """A training recipe (static). Defaults are Deep Unlearn's, for O and R.
+
+    Deep Unlearn trains its original (O) and retrained (R) models with this recipe
+    (docs/evaluation.md#the-deep-unlearn-setting).
 
     Attributes:
         epochs: number of epochs (182 for CIFAR in the reference, 50 for MNIST).
@@ -87,7 +91,7 @@ class FitResult:
 def init_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Splits a training seed into (init key, data key). The init key only depends on the
     seed, so an original and a retrained model with the same seed share their init
-    (methods-spec §1 step 2)."""
+    (as in Deep Unlearn, where both start from one saved initialisation per seed)."""
     key = as_key(key)
     return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 

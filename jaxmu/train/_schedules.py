@@ -4,9 +4,9 @@ All take a 0-indexed epoch (or step) ``i`` and the total ``total``; the result m
 base learning rate.
 
 References:
-    methods-spec §10 "Schedules": cosine per epoch (O/R, FT, CFW, CT, KDE), cosine per step
-    (FCS forget optimiser), triangular per epoch (MSG), step decay (SCRUB 1-indexed, CF-k
-    0-indexed).
+    The schedules of Deep Unlearn's code: cosine per epoch (original and retrained models,
+    FT, CFW, CT, KDE), cosine per step (FCS forget optimiser), triangular per epoch (MSG),
+    step decay (SCRUB with 1-indexed epochs, CF-k with 0-indexed).
 """
 
 from __future__ import annotations
