@@ -5,7 +5,7 @@ human-readable table first and, with ``--json``, ends with exactly one line hold
 JSON object (the full result: config, seed, provenance, measurements). Bad arguments exit
 with status 2 and a single line on stderr.
 
-Timing rules (design.md §5, evaluation-spec "run time and RTE"):
+Timing rules (docs/evaluation.md#run-time-and-rte):
 
 * compilation is measured separately, ahead of time: ``jax.jit(f).lower(...).compile()``;
 * run time is the median over repeats of the compiled function, each repeat ended by

@@ -24,8 +24,8 @@ Usage::
         [--ratios 0.01,0.1] [--requests 5] [--request-size 0.05] [--out DIR]
 
 References:
-    Learn to Unlearn survey (paper 003, §VI-B/§VI-C: deletion ratios, Fig. 4 time
-    consumption and its crossover; §III SISA); methods-spec §12.7-§12.8.
+    Qu et al., "Learn to Unlearn" survey (§VI-B/§VI-C: deletion ratios, Fig. 4 time
+    consumption and its crossover; §III SISA); Bourtoule et al. 2021 (SISA).
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ The reference is a line-by-line NumPy transcription of google-deepmind/unlearnin
 ``metric.py`` (ffae0ff): the per-example Python loop, both threshold families, float32 rates,
 the epsilon rules and the bucket loop. Changes, all behaviour-preserving: torch tensors are
 NumPy arrays (``torch.linspace`` is its CUDA formula, :func:`torch_linspace`); the
-``[N, T]`` tiles are broadcasts (same values, less memory); the ``assert thr_eps`` that
-crashes on arrays (evaluation-spec.md §1.9-1) is a size check that returns NaN for an
-example with no surviving threshold. The tests import it as the oracle.
+``[N, T]`` tiles are broadcasts (same values, less memory); the ``assert thr_eps``, which
+crashes whenever more than one threshold survives (NumPy refuses the truth value of an
+array), is a size check that returns NaN for an example with no surviving threshold. The
+tests import it as the oracle.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ target (15 minutes for 512 + 512 models on a 2-core CPU; below 1 meets it). ``--
 uses 32 + 32 models. With ``--json`` the last stdout line is one JSON object.
 
 References:
-    evaluation-spec.md §1 (F-score), §5 (population engine); issue "population engine".
+    docs/evaluation.md#the-competition-f-score; docs/design.md#population-engine.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ digits (each model its own data order and membership mask) runs with every strat
 (``vmap``, ``chunked``, ``sequential``, and ``sharded`` when several devices exist) and, as
 the baseline, as a Python loop of M calls of the jitted single-model epoch. Reported:
 model-steps per second, the speed-up over the loop, and whether ``auto`` picked a strategy
-within 10% of the best (the issue's target).
+within 10% of the best (the benchmark's target).
 
     python -m benchmarks.population [--quick] [--json] [--models mlp,small_cnn,resnet18]
                                     [--sizes 1,8] [--data digits|synthetic-cifar]
