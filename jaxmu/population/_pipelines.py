@@ -1,8 +1,9 @@
 """Population pipelines: the NeurIPS-2023 competition F-score and U-LiRA.
 
 References:
-    evaluation-spec §1 (F-score: one original, N unlearning runs from it, N retrains on the
-    same forget set), §2.6 (U-LiRA protocol), §5 (cost levers).
+    docs/evaluation.md#the-competition-f-score (one original, N unlearning runs from it,
+    N retrains on the same forget set), docs/evaluation.md#u-lira (the shadow design),
+    docs/evaluation.md#cost-levers.
 """
 
 from __future__ import annotations
@@ -306,7 +307,8 @@ def fscore_pipeline(
         (``bootstrap_s``: the F / score CIs).
 
     References:
-        Triantafillou et al. 2023; evaluation-spec.md §1, §2.6-9 (CIs).
+        Triantafillou et al. 2023; docs/evaluation.md#the-competition-f-score and
+        docs/statistics.md (the CIs).
     """
     from jaxmu.population._store import PopulationStore, array_digest, method_identity
 
@@ -416,9 +418,10 @@ class DesignRuns:
         forget: ``[R, Nc]`` bool, run r forgot candidate x (all False for originals).
         member: ``[R, Nc]`` bool, x was in the training set of run r's original.
         groups: ``[R]`` the original (0..M-1) each run started from.
-        timings: how the population was obtained: ``from_store``, ``wall_s`` (this call)
-            and, from the run that built it, ``originals_s``, ``unlearn_compile_s``,
-            ``unlearn_run_s``, ``predict_s``, ``strategy``.
+        timings: how the population was obtained: ``from_store``, ``wall_s`` (this call),
+            ``params_from_store`` (with ``keep_params``) and, from the run that built it,
+            ``originals_s``, ``unlearn_compile_s``, ``unlearn_run_s``, ``predict_s``,
+            ``strategy``.
         params, model_state: stacked ``[len(kept), ...]`` parameters of the runs
             ``kept`` (``keep_params`` of :func:`design_logits`), else None.
         kept: the run indices whose parameters are held.
@@ -575,8 +578,10 @@ def design_logits(
                                       build, progress=progress)
     params = state = None
     if keep:
-        kept, _ = store.get_or_build("params", {**identity, "keep": list(keep)},
-                                     build_params, progress=progress)
+        kept, pinfo = store.get_or_build("params", {**identity, "keep": list(keep)},
+                                         build_params, progress=progress)
+        info = {**info, "params_from_store": pinfo["from_store"],
+                "wall_s": info["wall_s"] + pinfo["wall_s"]}
         if "kept" in holder:
             params, state = holder["kept"]
         else:  # loaded: the tree structure comes from the model's initialiser
@@ -650,7 +655,7 @@ def ulira_pipeline(
     bootstrap_fits: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """U-LiRA for ``method`` (evaluation-spec §2.6).
+    """U-LiRA for ``method`` (Hayes et al.; the protocol: docs/evaluation.md#u-lira).
 
     M shadow originals on balanced halves of the train set (cached and reused across
     methods), K forget sets each, unlearning over all (m, k) as one population; the
