@@ -55,7 +55,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from jaxtyping import ArrayLike
-from scipy import stats
 
 from jaxmu.metrics import _checks
 from jaxmu.metrics._fscore import logit_scaled_confidence
@@ -591,6 +590,8 @@ def klom_report(
                 with np.errstate(invalid="ignore"):
                     dev = loo[s] - np.nanmean(loo[s], axis=0)
                 var[s] += (count - 1) / count * np.nansum(dev ** 2, axis=0)
+        from scipy import stats  # here: scipy.stats costs ~1.5 s to import
+
         z = float(stats.norm.ppf(0.5 + confidence / 2))
         for s in splits:
             for j, name in enumerate(names):
