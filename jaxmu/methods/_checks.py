@@ -38,7 +38,7 @@ def unit(name: str, v: float) -> float:
 
 def temperature(name: str, v: float) -> float:
     """The reference samples temperatures in [0, 5] and divides by 0 at 0; jaxmu clips to
-    1e-3 (methods-spec §10.13)."""
+    1e-3 (docs/methods.md#temperature)."""
     non_negative(name, v)
     return jnp.maximum(v, 1e-3) if _traced(v) else max(v, 1e-3)
 

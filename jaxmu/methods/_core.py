@@ -9,8 +9,9 @@ hyperparameters and the model it is bound to. Calling it is the pure function
 ``method.fn`` is that function un-jitted (vmap it over a population); ``method.jitted`` is
 ``jax.jit(method.fn)``, compiled once per input shape; ``method(...)`` calls ``jitted``.
 
-References:
-    design.md §2-§3; methods-spec §4.1 (search-space primitives), §5 (each method).
+The search-space primitives below (:data:`LR`, :data:`EPOCHS`, ...) are the ranges of
+Deep Unlearn's Optuna searches; docs/methods.md#hyperparameters explains them, the epoch
+budget :data:`E_MAX`, dead dimensions, and each method's space.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from jaxmu.models._select import ALL, Selector, conv_kernels
 from jaxmu.types import Model, Splits, Stage, UnlearnState, as_key
 
 E_MAX = "E_max"
+"""Placeholder for the epoch budget E_max = ceil(0.2 * the original model's training epochs)
+(37 for a 182-epoch CIFAR model, 10 for 50 epochs): the upper bound of epoch search ranges,
+resolved when a sweep knows the recipe."""
 
 NOTHING = Selector("regex", r"$^")
 """A selector that matches no parameter (``touches`` of a method that changes nothing)."""
-"""Placeholder for the epoch budget: ceil(0.2 * original training epochs) (methods-spec §4.1)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,7 @@ class HP:
         raise ValueError(f"unknown HP kind {self.kind!r}")
 
 
-# Search-space primitives of methods-spec §4.1.
+# Search-space primitives: the reference's Optuna ranges (docs/methods.md#hyperparameters).
 LR = HP("log", 1e-5, 1e-1)
 WD = HP("log", 1e-5, 1e-1)
 MOMENTUM = HP("fixed", value=0.9)
@@ -224,7 +227,8 @@ def register(
 def register_preset(name: str, base: str, *, summary: str | None = None,
                     paper: str | None = None, section: str | None = None,
                     **overrides: Any) -> None:
-    """Registers a named preset: an existing method with other defaults (paper 000 §12.6).
+    """Registers a named preset: an existing method with other defaults (e.g. the variants in
+    :mod:`jaxmu.methods.presets`).
 
     ``summary`` is the preset's own one-line recipe (``--list-methods``, the README table):
     give one whenever the overrides change what the base's summary says. Without it the
@@ -275,7 +279,8 @@ class Method:
 
     @property
     def section(self) -> str:
-        """The methods-spec section: the preset's own for a preset, else the definition's."""
+        """Where the method is described (the ``section`` given at registration): the
+        preset's own for a preset, else the definition's."""
         p = self.preset
         return p.section if p is not None and p.section is not None else self.definition.section
 

@@ -1,4 +1,4 @@
-"""Activation (forget) pruning (paper 001): fixed masks on the forget set's top activations."""
+"""Activation (forget) pruning (Akbari et al.): fixed masks on the forget set's top activations."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def activation_pruning(q_early, q_deep, deep_from, probe_batch_size, epochs, bat
     and the search ranges of ``q_early``/``q_deep`` are jaxmu's choices.
 
     References:
-        Machine Unlearning (001, §3.3; seeds/001_b2990ea242650a7a.txt); methods-spec §12.4.
+        Akbari, Gaudi, Morshed, Machine Unlearning, §3.3; docs/methods.md#activation_pruning.
     """
     _checks.unit("q_early", q_early)
     _checks.unit("q_deep", q_deep)

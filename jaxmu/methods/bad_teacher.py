@@ -60,14 +60,13 @@ def bad_teacher(epochs, batch_size, lr, momentum, weight_decay, temperature):
     BatchNorm) is trained for E epochs over one shuffled stream mixing D_r and D_f, to match
     softmax(teacher / T) with the teacher chosen per row (incompetent on forget rows,
     competent on retain rows). The loss is PyTorch's ``kl_div(..., reduction='mean')``: the
-    summed KL divided by ``B * C`` (methods-spec §10 notes this ÷C), without a ``T^2``
+    summed KL divided by ``B * C`` (the batch mean divided by C), without a ``T^2``
     factor. Adam with coupled (L2) weight decay; ``momentum`` is accepted and ignored, as in
     the reference (it is in the common search space).
 
     Differences from the reference:
         * The incompetent teacher has the student's architecture (a fresh ``model.init``);
-          the reference always builds a torchvision ResNet18, even for TinyViT
-          (methods-spec §10.10).
+          the reference always builds a torchvision ResNet18, even for TinyViT.
         * No checkpoint is written every epoch (the reference's writes sit in the timed
           region).
         * Batches are full (the last batch of an epoch wraps around).
@@ -75,8 +74,8 @@ def bad_teacher(epochs, batch_size, lr, momentum, weight_decay, temperature):
 
     References:
         Chundawat et al., Can Bad Teaching Induce Forgetting? Unlearning in Deep Networks
-        using an Incompetent Teacher (AAAI 2023); Cadet et al., Deep Unlearn (2024);
-        methods-spec §5.8, §10.10.
+        using an Incompetent Teacher (AAAI 2023); Cadet et al., Deep Unlearn (2024); the
+        reference code: docs/methods.md#bad_teacher.
     """
     del momentum  # Adam: the reference ignores it too
     t = _checks.temperature("temperature", temperature)

@@ -82,8 +82,8 @@ def cf_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate
     ``lr * sgda_decay_rate ** #{d in [floor(.5E), floor(.8E), floor(.9E)] : e > d}`` over
     0-indexed epochs e.
 
-    BatchNorm runs in eval mode (``bn="eval"``, the reference's behaviour, methods-spec
-    §10.5: running statistics frozen, no dropout); ``bn="train"`` is the alternative.
+    BatchNorm runs in eval mode (``bn="eval"``, the reference's behaviour: running
+    statistics used and never updated, no dropout); ``bn="train"`` is the alternative.
 
     Differences from the reference: none in the update. ``sgda_learning_rate`` and
     ``momentum`` are sampled by the reference but unused (the schedule's base is ``lr``);
@@ -91,7 +91,8 @@ def cf_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate
 
     References:
         Goel et al., Towards Adversarial Evaluation of Machine Unlearning (2022); Kurmanji
-        et al., SCRUB (2023) code; Cadet et al., Deep Unlearn (2024); methods-spec §5.11.
+        et al., SCRUB (2023) code; Cadet et al., Deep Unlearn (2024); the reference code:
+        docs/methods.md#cf_k.
     """
     check_last_k(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_weight_decay, bn)
     return last_k_finetune(epochs, batch_size, num_blocks, lr, sgda_decay_rate,

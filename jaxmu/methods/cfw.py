@@ -1,5 +1,8 @@
-"""CFW (kgltop3): Gaussian "vision confuser" on the stem conv, class-weighted CE fine-tune
-with cosine annealing, a small second confuser before the last epoch."""
+"""CFW: Gaussian "vision confuser" on the stem conv, class-weighted CE fine-tune with cosine
+annealing, a small second confuser before the last epoch.
+
+A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
+"""
 
 from __future__ import annotations
 
@@ -130,8 +133,9 @@ def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, fina
 
     1. *Vision confuser*: ``w <- w + start_confuser_std * N(0, 1)`` on the target kernels.
        ``scope="stem"`` (default): the stem conv kernel only (ResNet ``conv1``, as the
-       reference); ``scope="all_convs"``: every conv kernel (paper 000's "Deviation"). Models
-       without convs use the first dense kernel (``stem``) or every dense kernel.
+       reference); ``scope="all_convs"``: every conv kernel (the "Deviation" variant of the
+       Comparative Analysis paper, preset ``deviation``). Models without convs use the first
+       dense kernel (``stem``) or every dense kernel.
     2. Class weights on D_r: sklearn "balanced" ``n / (K_present * n_c)``.
     3. Fine-tune on D_r (train mode) for ``epochs`` epochs with SGD and cosine annealing per
        epoch (T_max = E). Loss: ``weight_mode="batch_mean"`` (reference) is ``CE_mean(batch) x
@@ -146,15 +150,16 @@ def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, fina
         * The reference perturbs top-level children whose name contains "conv": the ResNet
           stem ``conv1`` only, and nothing at all on TinyViT. jaxmu's ``stem`` scope uses the
           model's stem selector, so on TinyViT it perturbs the patch-embedding conv kernels
-          (the paper's intent: confuse the first layer); ``scope="all_convs"`` is the paper-000
+          (the paper's intent: confuse the first layer); ``scope="all_convs"`` is the
           "Deviation" variant.
         * The reference indexes its class-weight array (one entry per class present) by the
           label value, which shifts (or overflows) when a class is absent from D_r; jaxmu
           looks weights up per class. The unused ``class_weight`` config is not exposed.
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.15 (kgltop3); paper 000 §IV-B5
-        ("Deviation").
+        Cadet et al., Deep Unlearn (2024); Comparative Analysis of Machine Unlearning
+        Approaches for Data Protection, §IV-B5 ("Deviation"); the reference code:
+        docs/methods.md#cfw.
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")

@@ -1,4 +1,7 @@
-"""CT (kgltop5): transpose every conv kernel spatially, then fine-tune on retain."""
+"""CT (Convolution Transpose): transpose every conv kernel spatially, then fine-tune on retain.
+
+A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
+"""
 
 from jaxmu import losses
 from jaxmu.methods import _checks
@@ -23,7 +26,7 @@ def ct(epochs, batch_size, lr, momentum, weight_decay):
     only fine-tuned.
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.17.
+        Cadet et al., Deep Unlearn (2024); the reference code: docs/methods.md#ct.
     """
     return sequence(
         transpose_conv(conv_kernels, allow_empty=True),

@@ -100,7 +100,7 @@ def eu_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate
 
     References:
         Goel et al., Towards Adversarial Evaluation of Machine Unlearning (2022); Cadet et
-        al., Deep Unlearn (2024); methods-spec §5.12, §10.5.
+        al., Deep Unlearn (2024); the reference code: docs/methods.md#eu_k.
     """
     check_last_k(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_weight_decay, bn)
     select = last_k_blocks(int(num_blocks))

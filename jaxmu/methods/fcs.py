@@ -1,5 +1,8 @@
-"""FCS (kgltop1): uniform-KL warm-up on forget, then E x [contrastive forget round + retain
-CE round], with three SGD optimisers whose momentum buffers persist across the rounds."""
+"""FCS: uniform-KL warm-up on forget, then E x [contrastive forget round + retain CE round],
+with three SGD optimisers whose momentum buffers persist across the rounds.
+
+A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
+"""
 
 from __future__ import annotations
 
@@ -128,7 +131,7 @@ def _stage2(epochs, batch_size, temperature, retain_lr, retain_momentum, retain_
 def fcs(epochs, batch_size, lr, momentum, weight_decay, retain_lr, retain_momentum,
         retain_weight_decay, forget_lr, forget_momentum, forget_weight_decay, temperature,
         eta_min):
-    """Forget with a uniform-KL warm-up and contrastive forget/retain rounds (kgltop1).
+    """Forget with a uniform-KL warm-up and contrastive forget/retain rounds (FCS).
 
     Everything runs in train mode (BatchNorm statistics update, as the reference).
 
@@ -156,8 +159,9 @@ def fcs(epochs, batch_size, lr, momentum, weight_decay, retain_lr, retain_moment
         * ``temperature`` is clipped to >= 1e-3 (the reference's search space includes 0).
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.13 (kgltop1); paper 000 §IV-B7
-        ("Divergence").
+        Cadet et al., Deep Unlearn (2024); Comparative Analysis of Machine Unlearning
+        Approaches for Data Protection, §IV-B7 ("Divergence"); the reference code:
+        docs/methods.md#fcs.
     """
     b = _checks.batch("batch_size", batch_size)
     if int(epochs) != epochs or epochs < 1:

@@ -18,7 +18,7 @@ def ft(epochs, batch_size, lr, momentum, weight_decay):
     """E epochs of CE on D_r in train mode, SGD + cosine annealing per epoch.
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.1.
+        Cadet et al., Deep Unlearn (2024); the reference code: docs/methods.md#ft.
     """
     return finetune(losses.ce(), sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
                     split="retain", epochs=epochs, batch_size=_checks.batch("batch_size",

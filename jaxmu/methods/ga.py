@@ -18,7 +18,8 @@ def ga(epochs, batch_size, lr, momentum, weight_decay):
     """E epochs of ``-CE`` on D_f in train mode, plain SGD (no retain term, no schedule).
 
     References:
-        Jia et al., Model Sparsity Can Simplify Machine Unlearning (2023); methods-spec §5.2.
+        Jia et al., Model Sparsity Can Simplify Machine Unlearning (2023); Cadet et al.,
+        Deep Unlearn (2024); the reference code: docs/methods.md#ga.
     """
     return finetune(losses.neg(losses.ce()), sgd(momentum, weight_decay),
                     lr=_checks.positive("lr", lr), split="forget", epochs=epochs,

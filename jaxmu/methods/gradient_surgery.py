@@ -1,4 +1,4 @@
-"""Gradient surgery (paper 001): projected forget ascent, then elastic-net retain descent."""
+"""Gradient surgery (Akbari et al.): projected forget ascent, then elastic-net retain descent."""
 
 from __future__ import annotations
 
@@ -124,8 +124,8 @@ def gradient_surgery(ascent_lr, ascent_steps, lr, epochs, batch_size, momentum, 
     portion of the model" as sparse, small moves away from the starting point).
 
     References:
-        Machine Unlearning (001, §3.2; seeds/001_b2990ea242650a7a.txt); Yu et al., Gradient
-        Surgery for Multi-Task Learning (2020); methods-spec §12.2.
+        Akbari, Gaudi, Morshed, Machine Unlearning, §3.2; Yu et al., Gradient Surgery for
+        Multi-Task Learning (2020); docs/methods.md#gradient_surgery.
     """
     _checks.positive("ascent_lr", ascent_lr)
     if int(ascent_steps) != ascent_steps or ascent_steps < 0:

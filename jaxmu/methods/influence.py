@@ -132,7 +132,7 @@ def influence(alpha, batch_size, epochs, n_woodfisher, chunk_size, faithful):
     3. ``theta += alpha * k``. Model state is unchanged. No randomness.
 
     The recursion uses ``o`` rather than ``g`` in the ``k`` update (upstream behaviour,
-    methods-spec §10.12); since ``o`` is only ever rescaled, every correction is along the
+    kept by default); since ``o`` is only ever rescaled, every correction is along the
     first sample's gradient. ``faithful=False`` instead applies a per-sample
     Sherman-Morrison step ``k -= (k.g / (N + g.g)) g`` for each sample.
 
@@ -149,7 +149,7 @@ def influence(alpha, batch_size, epochs, n_woodfisher, chunk_size, faithful):
     References:
         Koh & Liang (2017); Singh & Alistarh, WoodFisher (NeurIPS 2020); Jia et al., Model
         Sparsity Can Simplify Machine Unlearning (2023); Cadet et al., Deep Unlearn (2024);
-        methods-spec §5.10, §10.12.
+        the reference code: docs/methods.md#influence.
     """
     _checks.non_negative("alpha", alpha)
     batch_size = _checks.batch("batch_size", batch_size)

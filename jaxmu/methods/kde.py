@@ -1,5 +1,8 @@
-"""KDE (kgltop6): reset the stem conv and the head, distil the original on the validation
-split (warm-up), then distil + CE on retain with cosine annealing."""
+"""KDE: reset the stem conv and the head, distil the original on the validation split
+(warm-up), then distil + CE on retain with cosine annealing.
+
+A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
+"""
 
 from __future__ import annotations
 
@@ -69,8 +72,8 @@ def kde(epochs, batch_size, lr, momentum, weight_decay, retain_epochs, retain_lr
        with cosine annealing per epoch (T_max = ``retain_epochs``).
 
     The warm-up trains on the validation split, which the Deep Unlearn HP objective also
-    scores (val accuracy, Val-MIA): KDE's HP selection is biased by that leak (methods-spec
-    §10.9). This is the method as published, so it is the default; ``warmup_split="retain"``
+    scores (val accuracy, Val-MIA): KDE's HP selection is biased by that leak. This is the
+    method as published, so it is the default; ``warmup_split="retain"``
     is a leak-free variant.
 
     Differences from the reference:
@@ -83,8 +86,9 @@ def kde(epochs, batch_size, lr, momentum, weight_decay, retain_epochs, retain_lr
         * ``temperature`` is clipped to >= 1e-3 (the search space includes 0).
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.18 (kgltop6); Kaggle "unlearning by
-        resetting layers" (7th place); paper 000 §IV-B1 ("Distillation").
+        Cadet et al., Deep Unlearn (2024); Kaggle "unlearning by resetting layers" (7th
+        place); Comparative Analysis of Machine Unlearning Approaches for Data Protection,
+        §IV-B1 ("Distillation"); the reference code: docs/methods.md#kde.
     """
     if warmup_split not in WARMUP_SPLITS:
         raise ValueError(f"warmup_split must be one of {WARMUP_SPLITS}, got {warmup_split!r}")

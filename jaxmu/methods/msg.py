@@ -1,4 +1,7 @@
-"""MSG (kgltop2): Masked Small Gradients."""
+"""MSG: Masked Small Gradients.
+
+A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
+"""
 
 from jaxmu import losses
 from jaxmu.methods import _checks
@@ -33,7 +36,7 @@ def msg(epochs, batch_size, lr, momentum, weight_decay, init_rate, kept_scale,
     meaningful on the embedded digits MLP (the reference only has conv nets).
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.14.
+        Cadet et al., Deep Unlearn (2024); the reference code: docs/methods.md#msg.
     """
     _checks.unit("init_rate", init_rate)
 

@@ -14,7 +14,7 @@ def signed_ce(faithful: bool = False) -> Loss:
     """Mean over the batch of ``s_i * CE_i`` with ``s_i = -1`` on forget rows, ``+1`` else.
 
     ``faithful=True`` clamps every signed value to ``[0, 1/C]`` before averaging, as the
-    reference does (which zeroes every forget gradient, methods-spec §10.2).
+    reference does (which zeroes every forget gradient: a forget value is ``<= 0``).
     """
     def fn(i: LossInputs):
         per = optax.softmax_cross_entropy_with_integer_labels(i.logits.astype(jnp.float32), i.y)
@@ -49,12 +49,13 @@ def ng(epochs, batch_size, lr, momentum, weight_decay, faithful):
         * Fixed (default): the reference clamps every per-sample value to ``[0, 1/C]`` before
           averaging. A forget value ``-CE <= 0`` is then clamped to 0 with zero gradient, so
           the forget term never contributes, and retain rows contribute only while their CE
-          is below ``1/C`` (methods-spec §5.4, §10.2). jaxmu drops the clamp;
+          is below ``1/C``. jaxmu drops the clamp;
           ``faithful=True`` restores it.
         * Batches are full (the last batch of an epoch wraps around).
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.4, §10.2.
+        Cadet et al., Deep Unlearn (2024), whose code has NG but does not benchmark it;
+        docs/methods.md#ng.
     """
     tx = sgd(_checks.non_negative("momentum", momentum),
              _checks.non_negative("weight_decay", weight_decay))

@@ -31,14 +31,14 @@ def ngplus(epochs, batch_size, lr, momentum, weight_decay, alpha, prox, bn):
 
     Differences from the reference:
         * The proximal weight ``prox`` is a real hyperparameter (default 0, which is what the
-          reference effectively runs: its ``cfg.weight_decay`` is a non-field class
-          attribute equal to 0, methods-spec §5.5, §10.3). It is not searched.
+          reference effectively runs: its ``cfg.weight_decay`` is a class attribute that
+          is not a config field and equals 0). It is not searched.
         * The BatchNorm mode is exposed (``bn``); the default keeps the reference's eval mode.
         * Batches are full (the last batch of an epoch wraps around).
 
     References:
         Kurmanji et al., Towards Unbounded Machine Unlearning (2023); Cadet et al., Deep
-        Unlearn (2024); methods-spec §5.5, §10.3.
+        Unlearn (2024); the reference code: docs/methods.md#ngplus.
     """
     _checks.unit("alpha", alpha)
     _checks.non_negative("prox", prox)

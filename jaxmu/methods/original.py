@@ -10,6 +10,6 @@ def original():
     """Identity stage.
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §1.
+        Cadet et al., Deep Unlearn (2024); docs/methods.md#original.
     """
     return lambda state, splits, key: state

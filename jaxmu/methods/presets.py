@@ -1,9 +1,9 @@
-"""Paper-000 variants of known methods, as named presets (methods-spec §12.6).
+"""The Comparative Analysis paper's variants of known methods, as named presets.
 
-"Comparative Analysis of Machine Unlearning Approaches for Data Protection" (paper 000, §IV-B)
-re-runs seven Kaggle NeurIPS-2023 solutions on CIFAR-10. Five of them are methods jaxmu already
-has, with other settings; they are registered here as presets (``get_method("rotate")``),
-not new code:
+"Comparative Analysis of Machine Unlearning Approaches for Data Protection" (§IV-B; numbered
+000 in the registry's source column) re-runs seven Kaggle NeurIPS-2023 solutions on CIFAR-10.
+Five of them are methods jaxmu already has, with other settings; they are registered here as
+presets (``get_method("rotate")``), not new code:
 
 =============  ======  =====================================================================
 preset         base    overrides (and why)
@@ -25,11 +25,12 @@ The paper's main comparison (Figs. 12-14) runs every approach for 9 epochs (also
 it gives no other numbers beyond those quoted above (σ = 0.6 / 0.005, 99%, 30%), so every
 other hyperparameter is the base method's reference default.
 
-Known gap: paper 000 builds the Gradient mask "for each convolution filter"; MSG ranks the
+Known gap: the paper builds the Gradient mask "for each convolution filter"; MSG ranks the
 entries per conv layer (``scope="layer"`` in ``msg.py``, which has no per-filter option).
 
 References:
-    paper 000 (seeds/000_1e03c5bce185c643.txt) §IV-B, §VI; methods-spec §12.6.
+    Comparative Analysis of Machine Unlearning Approaches for Data Protection, §IV-B (the
+    approaches), §VI (results); docs/methods.md#presets.
 """
 
 from jaxmu.methods._core import register_preset
@@ -63,7 +64,7 @@ SUMMARIES = {
 
 PAPER_SECTIONS = {"rotate": "§IV-B2", "pruning": "§IV-B4", "deviation": "§IV-B5",
                   "gradient": "§IV-B6", "divergence": "§IV-B7"}
-"""name -> the section of paper 000 that describes it."""
+"""name -> the section of the Comparative Analysis paper that describes it."""
 
 for _name, (_base, _over) in PRESETS.items():
     register_preset(_name, _base, summary=SUMMARIES[_name],

@@ -1,5 +1,8 @@
-"""PRMQ (kgltop4): Prune (99% global L1) + re-init, Retrain with weighted CE and entropy
-matching to the original, then a fp16 round trip ("Quantise")."""
+"""PRMQ: Prune (99% global L1) + re-init, Retrain with weighted CE and entropy matching to the
+original, then a fp16 round trip ("Quantise").
+
+A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
+"""
 
 from __future__ import annotations
 
@@ -65,14 +68,15 @@ def prmq(epochs, batch_size, lr, momentum, weight_decay, prune_amount, faithful)
     Differences from the reference:
         * The reference's loop runs ``max_iters + 1`` steps (``num_iters > max_iters``);
           jaxmu runs ``max_iters``; ``faithful=True`` restores the extra step.
-        * The reference's final runs truncate the float ``epochs`` to an int (a pipeline bug,
-          methods-spec §4.3); jaxmu uses the value given.
+        * The reference's final runs truncate the float ``epochs`` to an int (a pipeline bug:
+          its search samples fractional epochs); jaxmu uses the value given.
         * Classes absent from D_r get weight 0 (the reference builds a shorter weight vector,
           which PyTorch rejects when a whole class is forgotten).
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.16 (kgltop4); paper 000 §IV-B4
-        ("Pruning").
+        Cadet et al., Deep Unlearn (2024); Comparative Analysis of Machine Unlearning
+        Approaches for Data Protection, §IV-B4 ("Pruning"); the reference code:
+        docs/methods.md#prmq.
     """
     _checks.unit("prune_amount", prune_amount)
     _checks.positive("epochs", epochs)

@@ -1,4 +1,5 @@
-"""Pseudo-labelling combined with Rotate (paper 000): relabel forget, retrain head, fine-tune."""
+"""Pseudo-labelling combined with Rotate (a Kaggle solution re-run by the Comparative Analysis
+paper): relabel forget, retrain head, fine-tune."""
 
 from __future__ import annotations
 
@@ -92,8 +93,8 @@ def pseudo_label(ft_epochs, ft_lr, scratch_epochs, scratch_lr, entropy_threshold
     maximal entropy log C.
 
     References:
-        Comparative Analysis of Machine Unlearning Approaches for Data Protection (000,
-        §IV-B3; seeds/000_1e03c5bce185c643.txt); methods-spec §12.5, §5.17 (CT).
+        Comparative Analysis of Machine Unlearning Approaches for Data Protection, §IV-B3;
+        docs/methods.md#pseudo_label; the Rotate step is CT (docs/methods.md#ct).
     """
     for name, v in dict(ft_epochs=ft_epochs, scratch_epochs=scratch_epochs,
                         head_epochs=head_epochs, epochs=epochs, ft_lr=ft_lr,

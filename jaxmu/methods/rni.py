@@ -1,5 +1,8 @@
-"""RNI (kgltop7): Reset the head, then per epoch train a random subset of tensors with Noise
-added to newly picked ones (Iterative), and finish with full fine-tuning epochs."""
+"""RNI: Reset the head, then per epoch train a random subset of tensors with Noise added to
+newly picked ones (Iterative), and finish with full fine-tuning epochs.
+
+A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
+"""
 
 from __future__ import annotations
 
@@ -115,7 +118,7 @@ def rni(epochs, batch_size, lr, momentum, weight_decay, fine_epochs, fine_lr, fi
           an IndexError mid-run.
 
     References:
-        Cadet et al., Deep Unlearn (2024); methods-spec §5.19 (kgltop7).
+        Cadet et al., Deep Unlearn (2024); the reference code: docs/methods.md#rni.
     """
     b = _checks.batch("batch_size", batch_size)
     for name, v in (("epochs", epochs), ("fine_epochs", fine_epochs),

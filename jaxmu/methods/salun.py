@@ -102,8 +102,8 @@ def salun(epochs, batch_size, lr, momentum, weight_decay, threshold, mask_lr, ma
        entries with the largest saliency among *all* N parameter entries (global ranking;
        BatchNorm/LayerNorm scales and biases included, model state excluded).
        ``threshold`` is the fraction of entries kept trainable.
-    2. E epochs of SRL (methods-spec §5.3: CE on a mixed D_r/D_f stream with uniformly random
-       forget labels, train-mode BatchNorm), with SGD whose direction is
+    2. E epochs of SRL (``srl``: CE on a mixed D_r/D_f stream with uniformly random forget
+       labels, train-mode BatchNorm), with SGD whose direction is
        ``chain(scale_by_mask, add_decayed_weights, trace)``: the gradient is multiplied by
        the mask *before* coupled weight decay and momentum.
 
@@ -130,7 +130,8 @@ def salun(epochs, batch_size, lr, momentum, weight_decay, threshold, mask_lr, ma
 
     References:
         Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency
-        (2024); Cadet et al., Deep Unlearn (2024); methods-spec §5.6, §10.6.
+        (2024); Cadet et al., Deep Unlearn (2024); the reference code:
+        docs/methods.md#salun.
     """
     del mask_lr, mask_momentum, mask_weight_decay  # dead in the reference
     _checks.unit("threshold", threshold)

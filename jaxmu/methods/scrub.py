@@ -145,9 +145,8 @@ def scrub(epochs, lr, momentum, weight_decay, retain_batch_size, forget_batch_si
     ``temperature`` is ``kd_T``.
 
     Differences from the reference:
-        * Fixed: when i* = 0 the reference returns the final student instead of the original
-          (methods-spec §5.7, §10.4); jaxmu returns the original. ``faithful=True`` restores
-          the bug.
+        * Fixed: when i* = 0 the reference returns the final student instead of the original;
+          jaxmu returns the original. ``faithful=True`` restores the bug.
         * ``beta`` and ``smoothing`` are no-ops in the reference (the ``kd`` variant has no
           extra term; the SWA model is the student itself); they are accepted, ignored and
           marked dead in the search space.
@@ -158,7 +157,7 @@ def scrub(epochs, lr, momentum, weight_decay, retain_batch_size, forget_batch_si
 
     References:
         Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023); Cadet et al.,
-        Deep Unlearn (2024); methods-spec §5.7, §10.4.
+        Deep Unlearn (2024); the reference code: docs/methods.md#scrub.
     """
     del beta, smoothing  # no-ops in the reference
     n_epochs = _checks.batch("epochs", epochs)

@@ -118,13 +118,13 @@ def sftc(epochs, batch_size, lr, weight_decay, temperature, confuse_fraction):
 
     Differences from the reference:
         * At c = 1 the authors' code drops the bump altogether (pure half-normal logits);
-          jaxmu keeps the spec's continuous definition (bump towards a random label for
+          jaxmu keeps the continuous definition above (bump towards a random label for
           every forget row), so the generator still has a confident (random) top class.
         * Randomness comes from the per-step key; batches are full (wrap-around).
 
     References:
-        Perifanis and Komodakis, SFTC: Machine Unlearning via Selective Fine-tuning and Targeted
-        Confusion (EICC 2024); methods-spec §12.1.
+        Perifanis, Karypidis, Komodakis and Efraimidis, SFTC: Machine Unlearning via
+        Selective Fine-tuning and Targeted Confusion (EICC 2024), §4; docs/methods.md#sftc.
     """
     t = _checks.temperature("temperature", temperature)
     _checks.unit("confuse_fraction", confuse_fraction)

@@ -1,4 +1,4 @@
-"""SISA exact unlearning: sharded, isolated, sliced, aggregated training (survey 003).
+"""SISA exact unlearning: sharded, isolated, sliced, aggregated training (Bourtoule et al.).
 
 SISA's deployed model is an *ensemble* of S shard models, so it does not fit the method
 contract ``(params, model_state) -> (params, model_state)`` of one model. jaxmu therefore
@@ -19,8 +19,8 @@ offers two things:
   ensemble's accuracy and its retraining cost.
 
 References:
-    Bourtoule et al., Machine Unlearning (IEEE S&P 2021); Learn to Unlearn survey (003,
-    §III; seeds/003_73b788554d11569d.txt); methods-spec §12.7.
+    Bourtoule et al., Machine Unlearning (IEEE S&P 2021); Qu et al., Learn to Unlearn:
+    Insights into Machine Unlearning (survey), §III; docs/methods.md#sisa.
 """
 
 from __future__ import annotations
@@ -353,7 +353,7 @@ def sisa(epochs, batch_size, lr, momentum, weight_decay, augment):
     is not one model, so it is not a registered method.
 
     References:
-        Bourtoule et al., Machine Unlearning (IEEE S&P 2021); methods-spec §12.7.
+        Bourtoule et al., Machine Unlearning (IEEE S&P 2021); docs/methods.md#sisa.
     """
     cfg = SisaConfig(num_shards=1, num_slices=1, epochs=_checks.batch("epochs", epochs),
                      batch_size=_checks.batch("batch_size", batch_size),

@@ -104,7 +104,7 @@ def soft_relabel(epochs, batch_size, lr, momentum, weight_decay, temperature):
     common set plus ``temperature`` (log [1e-2, 10]).
 
     References:
-        Akbari, Gaudi, Morshed, Machine Unlearning (paper 001, §3.1); methods-spec §12.3.
+        Akbari, Gaudi, Morshed, Machine Unlearning, §3.1; docs/methods.md#soft_relabel.
     """
     t = _checks.positive("temperature", temperature)
     tx = sgd(_checks.non_negative("momentum", momentum),

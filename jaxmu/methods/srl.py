@@ -33,7 +33,7 @@ def srl(epochs, batch_size, lr, momentum, weight_decay):
 
     References:
         Cadet et al., Deep Unlearn (2024); Jia et al., Model Sparsity Can Simplify Machine
-        Unlearning (2023); methods-spec §5.3.
+        Unlearning (2023); the reference code: docs/methods.md#srl.
     """
     tx = sgd(_checks.non_negative("momentum", momentum),
              _checks.non_negative("weight_decay", weight_decay))
