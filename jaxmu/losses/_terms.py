@@ -6,9 +6,9 @@ Terms add (``a + b``), scale (``0.5 * a``) and negate (``-a``). The loop runs th
 forward pass once per batch and shares it among the terms; teacher terms run the teacher
 from ``aux`` in eval mode.
 
-References:
-    methods-spec §5 (each method's loss), §10 (reductions: SCRUB KL uses tau^2 and sum/B,
-    BT the mean over B*C, FCS/KDE batchmean without tau^2).
+The KL reductions differ by method, as in the PyTorch reference: SCRUB's KL is summed,
+divided by B and multiplied by tau^2; Bad Teacher's is the mean over B*C; FCS's and KDE's are
+batchmean without tau^2 (docs/methods.md#kl).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def class_weighted_ce(weights_key: str, mode: str = "batch_mean") -> Loss:
 
     ``mode="weighted"``: PyTorch ``CrossEntropyLoss(weight=w)``, i.e. sum(w_y l)/sum(w_y)
     (PRMQ). ``mode="batch_mean"``: CE_mean x mean(w_y) (CFW's reference behaviour, which
-    rescales the batch loss instead of weighting samples, methods-spec §5.15).
+    rescales the batch loss instead of weighting samples).
     """
     def fn(i: LossInputs):
         w = i.aux[weights_key][i.y]

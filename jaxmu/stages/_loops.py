@@ -6,8 +6,9 @@ the method's jit, so a whole method stays one pure, vmappable function. Optimise
 coupled weight decay is ``optax.chain(scale_by_mask(...), add_decayed_weights(wd),
 trace(momentum))`` (see :func:`sgd`).
 
-References:
-    design.md §3 (composition); methods-spec §3 (conventions), §10 (schedules).
+The conventions these loops reproduce from the PyTorch reference (BatchNorm mode per stage,
+weight decay after masking, full batches, the schedules' formulas) are described in
+docs/methods.md#conventions.
 """
 
 from __future__ import annotations
@@ -87,11 +88,9 @@ def best_of(stage: Stage, times: int, score: Callable[[UnlearnState, Splits], An
     and optimizer-free state but holds the best params and model state, with
     ``aux[f"{name}_index"]`` (0 = the start, i = after run i) and ``aux[f"{name}_scores"]``.
     ``stage`` must keep the structure of ``aux`` (write aux before ``best_of``, e.g. a
-    snapshot). SCRUB's selection (methods-spec §5.7) needs a target known only after the
-    last epoch, so it replays the trajectory instead (see :func:`jaxmu.methods.scrub`).
-
-    References:
-        design.md §3 (stages); methods-spec §5.7 (checkpoint selection).
+    snapshot). SCRUB's checkpoint selection (the epoch whose forget error is closest to a
+    forget-validation error measured after the last epoch) needs a target known only at the
+    end, so it replays the trajectory instead (see :func:`jaxmu.methods.scrub`).
     """
     if int(times) != times or times < 1:
         raise ValueError(f"times must be a positive integer, got {times}")

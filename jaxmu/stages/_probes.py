@@ -1,8 +1,8 @@
 """Probe stages: they read the model and data and write named results to ``aux``.
 
-References:
-    design.md §3; methods-spec §5.6 (SalUn mask gradients), §5.14 (MSG probe), §5.15-5.16
-    (class weights), §12.4 (activation statistics).
+Used by SalUn (the forget-gradient saliency), MSG (the retain/forget gradient probe), CFW and
+PRMQ (class weights over the retain set) and activation pruning (mean activations over the
+forget set); docs/methods.md describes each method.
 """
 
 from __future__ import annotations

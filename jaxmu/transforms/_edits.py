@@ -3,9 +3,9 @@
 Every edit touches only the leaves its static ``select`` picks (and, where given, the
 entries an ``aux`` mask marks); everything else stays bit-identical.
 
-References:
-    methods-spec §5.14 (MSG), §5.15 (CFW confuser), §5.16 (PRMQ), §5.17 (CT), §5.18-5.19
-    (KDE/RNI resets), §5.6 (SalUn mask), §12.6 (paper-000 presets).
+Used by MSG (re-initialise small-gradient entries), CFW (the Gaussian confuser), PRMQ
+(prune, re-initialise, fp16 round trip), CT (transpose conv kernels), KDE and RNI (layer
+resets), SalUn (the saliency mask) and their presets; docs/methods.md describes each method.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def prune_l1_and_reinit(fraction: float, select: Selector, scope: str = "global"
 
     The ``fraction`` of entries with the smallest ``|w|`` (across all selected leaves for
     ``scope="global"``, per leaf for ``"layer"``) are zeroed; pruned kernel entries (ndim >= 2)
-    are re-drawn from ``init``, pruned biases stay 0 (PRMQ, methods-spec §5.16). No mask is
+    are re-drawn from ``init``, pruned biases stay 0 (as PRMQ's reference does). No mask is
     kept: everything is trainable afterwards.
     """
     if init not in INITS:

@@ -4,8 +4,8 @@ They are ``optax.GradientTransformationExtraArgs``: the loop calls
 ``tx.update(grads, opt_state, params, aux=state.aux)``, so they compose with any optax
 transform in a ``chain`` and stay vmappable (masks are arrays, not closure constants).
 
-References:
-    design.md §3; methods-spec §5.6 (SalUn), §5.14 (MSG), §12.2 (gradient surgery).
+Used by SalUn and MSG (:func:`scale_by_mask`, placed before the coupled weight decay as
+PyTorch applies it, docs/methods.md#weight-decay) and gradient surgery (:func:`project_out`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def project_out(name: str, only_conflicting: bool = False
     """Removes from the gradient its component along ``aux[name]`` (a params-shaped basis).
 
     ``only_conflicting=True`` projects only when the two point in opposite directions (PCGrad
-    style); the default always projects (paper 001's gradient surgery).
+    style); the default always projects (Akbari et al.'s gradient surgery).
     """
     def init_fn(params):
         return optax.EmptyState()
