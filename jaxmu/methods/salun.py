@@ -122,7 +122,7 @@ def salun(epochs, batch_size, lr, momentum, weight_decay, threshold, mask_lr, ma
           with a single forget batch both agree). jaxmu uses the unweighted sum by default;
           ``faithful=True`` reproduces the reference.
         * ``mask_lr``, ``mask_momentum``, ``mask_weight_decay`` configure an optimiser the
-          reference builds but never uses (methods-spec §5.6, §10.6). They are accepted,
+          reference builds but never uses. They are accepted,
           ignored, and marked dead in the search space.
         * Random labels come from the method key; training batches are full (the last batch
           of an epoch wraps around). The mask probe visits each forget example once (a
