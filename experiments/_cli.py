@@ -560,7 +560,9 @@ def methods_table() -> str:
     lines = ["| method | recipe | source |", "|---|---|---|"]
     for n in list_methods():
         m = get_method(n)
-        lines.append(f"| `{n}` | {cell(m.summary)} | {cell(m.paper)} ({cell(m.section)}) |")
+        sec = (f"[{m.section.split('#')[-1]}]({m.section})" if m.section.startswith("docs/")
+               else cell(m.section))  # a link into the repo's docs renders as one
+        lines.append(f"| `{n}` | {cell(m.summary)} | {cell(m.paper)} ({sec}) |")
     return "\n".join(lines)
 
 

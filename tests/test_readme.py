@@ -42,7 +42,10 @@ def test_readme_methods_table_matches_registry():
     for name, (recipe, source) in table.items():
         m = get_method(name)
         assert recipe == m.summary, f"{name}: README recipe is stale; run: {REGENERATE}"
-        assert source == f"{m.paper} ({m.section})", f"{name}: README source is stale"
+        anchor = m.section.split("#")[-1]
+        assert source == f"{m.paper} ([{anchor}]({m.section}))", f"{name}: stale source"
+        assert (README.parent / m.section.split("#")[0]).is_file()  # the link resolves
+        assert f'id="{anchor}"' in (README.parent / "docs" / "methods.md").read_text()
     # ... and byte for byte what the generator writes (escaping included)
     assert readme_table() == methods_table(), f"run: {REGENERATE}"
 

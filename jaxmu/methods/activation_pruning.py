@@ -97,7 +97,7 @@ def make_masks(q_early: float, q_deep: float, deep_from: float) -> Stage:
     summary="mean activation over forget per site; zero (fixed mask in model_state) the units "
             "above the q-th percentile (q_early / q_deep); CE on retain with masks, SGD+cosine",
     paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
-    section="methods-spec §12.4",
+    section="docs/methods.md#activation_pruning",
     touches="all",
 )
 def activation_pruning(q_early, q_deep, deep_from, probe_batch_size, epochs, batch_size, lr,

@@ -48,7 +48,7 @@ def bad_teacher_kl(temperature: float, competent: str = "teacher",
     summary="mixed retain/forget stream; KL('mean') to the original on retain rows and to a "
             "random init of the same architecture on forget rows; Adam",
     paper="Deep Unlearn (004), after Chundawat et al. Bad Teaching",
-    section="methods-spec §5.8",
+    section="docs/methods.md#bad_teacher",
     touches="all",
 )
 def bad_teacher(epochs, batch_size, lr, momentum, weight_decay, temperature):

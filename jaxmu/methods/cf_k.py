@@ -66,7 +66,7 @@ def last_k_finetune(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_we
     space=CFK_SPACE,
     summary="train only the last k blocks + head on retain: SGD(lr, momentum 0) + prox "
             "(lambda/2)|theta - theta_start|^2, 0-indexed step decay, eval-mode BN",
-    paper="Deep Unlearn (004), after Goel et al. / SCRUB code", section="methods-spec §5.11",
+    paper="Deep Unlearn (004), after Goel et al. / SCRUB code", section="docs/methods.md#cf_k",
     touches=last_k_touched,
 )
 def cf_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate,

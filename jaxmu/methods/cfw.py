@@ -124,7 +124,7 @@ def finetune_with_confuser(loss: Loss, tx: optax.GradientTransformation, *, lr: 
     space={**COMMON, "start_confuser_std": UNIT, "final_confuser_std": UNIT},
     summary="N(w, s^2) on the stem conv; class-balanced CE on retain, SGD + cosine; "
             "N(w, s_final^2) again before the last epoch",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 3rd place", section="methods-spec §5.15",
+    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 3rd place", section="docs/methods.md#cfw",
     touches="all",
 )
 def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, final_confuser_std,

@@ -16,7 +16,7 @@ from jaxmu.transforms import transpose_conv
     defaults=dict(epochs=3, batch_size=64, lr=1e-3, momentum=0.9, weight_decay=5e-4),
     space=COMMON,
     summary="transpose conv kernels (h<->w); CE on retain, SGD + cosine",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="methods-spec §5.17",
+    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="docs/methods.md#ct",
     touches="all",
     needs=(Need("conv kernels", "fine-tuning (FT)"),),
 )

@@ -46,7 +46,7 @@ def keep_frozen_batch_stats(select: Selector, stage: Stage) -> Stage:
     space=dict(CFK_SPACE, training_epoch_factor=HP("int", 1, 10, dead=True)),
     summary="re-initialise the last k blocks + head (BN statistics reset); then CF-k's "
             "proximal SGD on augmented retain, anchored at the fresh weights, train-mode BN",
-    paper="Deep Unlearn (004), after Goel et al.", section="methods-spec §5.12",
+    paper="Deep Unlearn (004), after Goel et al.", section="docs/methods.md#eu_k",
     touches=last_k_touched,
 )
 def eu_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate,

@@ -125,7 +125,7 @@ def _stage2(epochs, batch_size, temperature, retain_lr, retain_momentum, retain_
            "temperature": TEMPERATURE, "eta_min": ETA_MIN},
     summary="KL(U || f) pass on forget; then E x [contrastive forget round (logit similarity "
             "to retain, cosine per step), retain CE round (lr x B/64)]",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 1st place", section="methods-spec §5.13",
+    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 1st place", section="docs/methods.md#fcs",
     touches="all",
 )
 def fcs(epochs, batch_size, lr, momentum, weight_decay, retain_lr, retain_momentum,

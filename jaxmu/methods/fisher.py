@@ -98,7 +98,7 @@ def fisher_variance(h, head_flags, alpha: float):
     summary="diagonal Fisher F on retain (eval mode, C classes per batch); "
             "theta = theta0 + sqrt(alpha/F clamped, x10 rules) * N(0, 1)",
     paper="Deep Unlearn (004), after Golatkar et al. / Jia et al. Unlearn-Sparse",
-    section="methods-spec §5.9",
+    section="docs/methods.md#fisher",
     touches="all",
 )
 def fisher(alpha, batch_size, class_chunk):

@@ -11,7 +11,7 @@ from jaxmu.stages import finetune, sgd
     defaults=dict(epochs=5, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4),
     space=COMMON,
     summary="CE on retain; SGD with cosine per epoch",
-    paper="Deep Unlearn (004)", section="methods-spec §5.1",
+    paper="Deep Unlearn (004)", section="docs/methods.md#ft",
     touches="all",
 )
 def ft(epochs, batch_size, lr, momentum, weight_decay):

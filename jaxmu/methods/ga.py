@@ -11,7 +11,7 @@ from jaxmu.stages import finetune, sgd
     defaults=dict(epochs=10, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4),
     space=COMMON,
     summary="-CE on forget; SGD, no schedule",
-    paper="Deep Unlearn (004), after Jia et al. Unlearn-Sparse", section="methods-spec §5.2",
+    paper="Deep Unlearn (004), after Jia et al. Unlearn-Sparse", section="docs/methods.md#ga",
     touches="all",
 )
 def ga(epochs, batch_size, lr, momentum, weight_decay):

@@ -97,7 +97,7 @@ def projected_ascent(steps: int, lr: float, batch_size: int, bn: str = "train") 
     summary="ascent on forget CE along g_F minus its projection on g_R (per step); then CE "
             "on retain + l1|theta-theta0|_1 + l2|theta-theta0|^2, SGD + cosine",
     paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
-    section="methods-spec §12.2",
+    section="docs/methods.md#gradient_surgery",
     touches="all",
 )
 def gradient_surgery(ascent_lr, ascent_steps, lr, epochs, batch_size, momentum, weight_decay,

@@ -112,7 +112,7 @@ def woodfisher(v, grad_fn, indices, n_damp: float, chunk: int, faithful: bool = 
     summary="v = g_f/(n_f+n_r) - g_r n_f/((n_f+n_r) n_r); k = WoodFisher(v) over the first "
             "N+2 retain samples; theta += alpha k (eval mode)",
     paper="Deep Unlearn (004), after Jia et al. Unlearn-Saliency (WoodFisher IU)",
-    section="methods-spec §5.10",
+    section="docs/methods.md#influence",
     touches="all",
     random=False,
 )

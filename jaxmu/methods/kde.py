@@ -50,7 +50,7 @@ def retain_loss(temperature: float) -> Loss:
            "retain_momentum": MOMENTUM, "retain_weight_decay": WD},
     summary="reset stem conv + head (PyTorch default init); KD (KL/T, batchmean) warm-up on "
             "val; SoftCE + CE + KL on retain, SGD + cosine",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 7th place", section="methods-spec §5.18",
+    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 7th place", section="docs/methods.md#kde",
     touches="all",
 )
 def kde(epochs, batch_size, lr, momentum, weight_decay, retain_epochs, retain_lr,

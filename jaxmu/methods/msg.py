@@ -18,7 +18,7 @@ from jaxmu.transforms import mask_by_gradient_saliency, reinit, scale_by_mask
     space={**COMMON, "init_rate": UNIT},
     summary="probe G = sum grad CE_r(subset) - sum grad CE_f; re-init the init_rate smallest-|G| "
             "conv entries; CE on retain, kept entries' grads x0.1, triangular lr",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="methods-spec §5.14",
+    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="docs/methods.md#msg",
     touches="all",
 )
 def msg(epochs, batch_size, lr, momentum, weight_decay, init_rate, kept_scale,

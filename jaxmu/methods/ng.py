@@ -34,7 +34,7 @@ def signed_ce(faithful: bool = False) -> Loss:
     summary="mixed retain/forget stream; per-sample CE with the sign flipped on forget rows; "
             "SGD + cosine",
     paper="Deep Unlearn (004), negative gradient (not benchmarked there)",
-    section="methods-spec §5.4",
+    section="docs/methods.md#ng",
     touches="all",
 )
 def ng(epochs, batch_size, lr, momentum, weight_decay, faithful):

@@ -14,7 +14,7 @@ from jaxmu.stages import finetune, sequence, sgd, snapshot
     summary="retain batches zipped with cycled forget batches; "
             "alpha*CE_r - (1-alpha)*CE_f (+ alpha*prox/2*|theta-theta0|^2); eval-mode BN; SGD",
     paper="Deep Unlearn (004), after Kurmanji et al. (SCRUB) NegGrad+",
-    section="methods-spec §5.5",
+    section="docs/methods.md#ngplus",
     touches="all",
 )
 def ngplus(epochs, batch_size, lr, momentum, weight_decay, alpha, prox, bn):

@@ -4,7 +4,7 @@ from jaxmu.methods._core import register
 
 
 @register("original", defaults={}, space={}, summary="no-op: return the original model",
-          paper="Deep Unlearn (004)", section="methods-spec §1", random=False,
+          paper="Deep Unlearn (004)", section="docs/methods.md#original", random=False,
           touches="none")
 def original():
     """Identity stage.

@@ -70,4 +70,4 @@ for _name, (_base, _over) in PRESETS.items():
     register_preset(_name, _base, summary=SUMMARIES[_name],
                     paper=f"Comparative Analysis of Machine Unlearning Approaches (000), "
                           f"{_name.capitalize()} {PAPER_SECTIONS[_name]}",
-                    section="methods-spec §12.6", **_over)
+                    section="docs/methods.md#presets", **_over)

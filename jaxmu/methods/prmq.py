@@ -47,7 +47,7 @@ def conv_dense_weights_and_biases(model: Any, params: Any, *, allow_empty: bool 
     space={**COMMON, "prune_amount": UNIT, "epochs": EPOCHS_FLOAT},
     summary="global L1 prune (99%) of conv/dense weights+biases, re-init pruned weights "
             "U(+-1/sqrt(fan_in)); weighted CE + entropy MSE to O on retain; fp16 round trip",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 4th place", section="methods-spec §5.16",
+    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 4th place", section="docs/methods.md#prmq",
     touches="all",
 )
 def prmq(epochs, batch_size, lr, momentum, weight_decay, prune_amount, faithful):

@@ -65,7 +65,7 @@ def restore(name: str) -> Stage:
             "transpose convs, re-init head, CE on pseudo-labelled forget (head only), CE on "
             "retain",
     paper="Comparative Analysis of Machine Unlearning Approaches (000), Kaggle solution",
-    section="methods-spec §12.5",
+    section="docs/methods.md#pseudo_label",
     touches="all",
     needs=(Need("conv kernels for its rotate step", "pseudo-labelling without the rotation"),),
 )

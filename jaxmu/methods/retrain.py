@@ -14,7 +14,7 @@ from jaxmu.transforms import reinit
                   augment=True),
     space=dict(lr=LR, weight_decay=WD, batch_size=BATCH),
     summary="re-initialise everything; SGD 0.1/0.9/5e-4 + cosine on retain with augmentation",
-    paper="Deep Unlearn (004)", section="methods-spec §2.5",
+    paper="Deep Unlearn (004)", section="docs/methods.md#retrain",
     touches="all",
 )
 def retrain(epochs, batch_size, lr, momentum, weight_decay, augment):

@@ -80,7 +80,7 @@ def _fine_lr(fine_lr, i: int) -> float:
            "origin_noise": UNIT},
     summary="reset head; per epoch train 9 random non-BN tensors + all BN (noise on newly "
             "picked ones), fresh SGD each epoch; last fine_epochs epochs full fine-tune",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="methods-spec §5.19",
+    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="docs/methods.md#rni",
     touches="all",
     needs=_needs,
 )

@@ -88,7 +88,7 @@ def forget_gradient_sum(name: str, batch_size: int, faithful: bool = False) -> S
     summary="mask = global top-threshold fraction of |sum grad(-CE_f)| (eval mode); SRL with "
             "gradients x mask, then coupled wd and momentum; SGD",
     paper="Deep Unlearn (004), after Fan et al. SalUn (Unlearn-Saliency)",
-    section="methods-spec §5.6",
+    section="docs/methods.md#salun",
     touches="all",
 )
 def salun(epochs, batch_size, lr, momentum, weight_decay, threshold, mask_lr, mask_momentum,

@@ -100,7 +100,7 @@ def _where(pred, a, b):
     summary="teacher = O; per epoch: (e <= msteps) max -KL_T on forget, then min "
             "gamma*CE + alpha*KL_T on retain; step-decay SGD; keep the epoch whose forget "
             "error is closest to the forget-val error",
-    paper="Deep Unlearn (004), after Kurmanji et al. SCRUB", section="methods-spec §5.7",
+    paper="Deep Unlearn (004), after Kurmanji et al. SCRUB", section="docs/methods.md#scrub",
     touches="all",
 )
 def scrub(epochs, lr, momentum, weight_decay, retain_batch_size, forget_batch_size, gamma,

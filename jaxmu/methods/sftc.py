@@ -90,7 +90,7 @@ def sftc_loss(temperature: float, confuse_fraction: float, teacher: str = "teach
                confuse_fraction=UNIT),
     summary="mixed stream; CE on retain rows + KL(original/T || student/T) on retain rows + "
             "KL(biased random generator/T || student/T) on forget rows; Adam",
-    paper="SFTC (002), Perifanis and Komodakis", section="methods-spec §12.1",
+    paper="SFTC (002), Perifanis and Komodakis", section="docs/methods.md#sftc",
     touches="all",
 )
 def sftc(epochs, batch_size, lr, weight_decay, temperature, confuse_fraction):

@@ -333,7 +333,7 @@ def ensemble_accuracies(model: Model, ensemble: SisaEnsemble, splits: Splits,
             "from a fresh init on retain with the shard trainer; ensembles: train_shards / "
             "unlearn_shards / predict_ensemble",
     paper="Bourtoule et al. SISA, via the Learn to Unlearn survey (003)",
-    section="methods-spec §12.7",
+    section="docs/methods.md#sisa",
     touches="all",
 )
 def sisa(epochs, batch_size, lr, momentum, weight_decay, augment):

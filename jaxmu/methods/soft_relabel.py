@@ -81,7 +81,7 @@ def _targets(temperature: float):
     space={**COMMON, "temperature": HP("log", 1e-2, 1e1)},
     summary="mixed stream; forget rows relabelled by attention (cosine similarity of "
             "penultimate features / T) over the batch's retain labels; soft CE; SGD",
-    paper="Machine Unlearning (001), Akbari et al.", section="methods-spec §12.3",
+    paper="Machine Unlearning (001), Akbari et al.", section="docs/methods.md#soft_relabel",
     touches="all",
 )
 def soft_relabel(epochs, batch_size, lr, momentum, weight_decay, temperature):

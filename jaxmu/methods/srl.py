@@ -12,7 +12,7 @@ from jaxmu.stages import finetune, sgd
     space=COMMON,
     summary="CE on retain + forget with uniformly random forget labels (mixed stream); SGD",
     paper="Deep Unlearn (004), after Jia et al. Unlearn-Saliency (RL)",
-    section="methods-spec §5.3",
+    section="docs/methods.md#srl",
     touches="all",
 )
 def srl(epochs, batch_size, lr, momentum, weight_decay):
