@@ -27,47 +27,17 @@ from typing import Any
 
 from experiments import _audit_cli
 from jaxmu._argparse import ArgumentParser
+from jaxmu._names import DATASET_DEFAULTS, MODEL_VARIANTS, MODELS, SCENARIOS  # jax-free
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-# name: (default model, original-training epochs, batch size)
-DEFAULTS = {
-    "digits": ("mlp", 30, 64),
-    "mnist": ("resnet18", 50, 256),
-    # A conv net: test accuracy 0.912 after 15 epochs, 56 s/epoch on 2 CPU cores (README,
-    # Fashion-MNIST); --model resnet18 --epochs 50 is the paper's setting.
-    "fashion_mnist": ("small_cnn_c32_64_128", 15, 256),
-    "cifar10": ("resnet18", 182, 256),
-    "cifar100": ("resnet18", 182, 256),
-}
-
-# --model names beyond jaxmu.models.MODELS: name -> (jaxmu.models name, keyword arguments).
-MODEL_VARIANTS = {
-    "small_cnn_c32_64_128": ("small_cnn", {"channels": (32, 64, 128)}),
-}
-
-
-def build_model(name: str, num_classes: int, input_shape) -> Any:
-    """Builds a ``--model``: a name of :data:`jaxmu.models.MODELS` or of :data:`MODEL_VARIANTS`
-    (named after the variant, so results and study folders tell the variants apart)."""
-    import dataclasses
-
-    from jaxmu.models import get_model
-
-    if name not in MODEL_VARIANTS:
-        return get_model(name, num_classes, input_shape)
-    base, kwargs = MODEL_VARIANTS[name]
-    return dataclasses.replace(get_model(base, num_classes, input_shape, **kwargs), name=name)
-
 
 class UsageError(Exception):
     """A bad argument: reported in one line, exit code 2."""
 
 
 def build_parser(dataset: str) -> ArgumentParser:
-    from jaxmu._names import MODELS, SCENARIOS  # jax-free, so --help answers at once
-
-    model, epochs, batch = DEFAULTS[dataset]
+    d = DATASET_DEFAULTS[dataset]
+    model, epochs, batch = d.model, d.epochs, d.batch_size
     p = ArgumentParser(
         prog=f"python -m experiments.{dataset}",
         description=f"Unlearn a forget set from a model trained on {dataset}: train (or load "
@@ -85,7 +55,7 @@ def build_parser(dataset: str) -> ArgumentParser:
     p.add_argument("--epochs", type=int, default=epochs,
                    help=f"epochs to train O and R (default {epochs})")
     p.add_argument("--batch-size", type=int, default=batch, help="O/R training batch size")
-    p.add_argument("--lr", type=float, default=0.1 if dataset != "digits" else 0.05,
+    p.add_argument("--lr", type=float, default=d.lr,
                    help="O/R training learning rate")
     p.add_argument("--model", default=model, choices=(*MODELS, *MODEL_VARIANTS),
                    help=f"model (default {model})")
@@ -256,6 +226,7 @@ def run_scenario(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     over deletion sizes or request sequences; JSON to OUT/<dataset>/deletion_*_seed<s>.json."""
     from jaxmu.data import DataNotFoundError, load_dataset
     from jaxmu.io import provenance, write_json
+    from jaxmu.models import build_model
     from jaxmu.scenarios import default_sisa_config, deletion_ratio_sweep, sequential_deletion
     from jaxmu.train import TrainConfig
 
@@ -265,7 +236,7 @@ def run_scenario(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         raise UsageError(str(e)) from None
     model = build_model(a.model, ds.pool.num_classes, ds.pool.image_shape)
     recipe = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                         augment=dataset != "digits")
+                         augment=DATASET_DEFAULTS[dataset].augment)
     kw = dict(seed=a.seed, config=recipe, split_seed=a.split_seed, val_fraction=a.val_fraction,
               sisa_config=default_sisa_config(recipe, a.sisa_shards),
               cache_dir=_cache(a), progress=not a.quiet)
@@ -332,6 +303,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     from jaxmu.io import provenance, write_json
     from jaxmu.methods import get_method, parse_hp
     from jaxmu.metrics import MIASkippedWarning
+    from jaxmu.models import build_model
     from jaxmu.train import TrainConfig, cached_fit
 
     try:
@@ -354,7 +326,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     if degenerate:
         print(f"warning: {degenerate}", file=sys.stderr)
     recipe = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                         augment=dataset != "digits")
+                         augment=DATASET_DEFAULTS[dataset].augment)
     cache = _cache(a)
     progress = not a.quiet
     po, so, meta_o = cached_fit(cache, model, pool, splits.mask("train"), a.seed, recipe,
@@ -415,6 +387,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
 def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """``--benchmark``: the whole study of (dataset, --model) (OUT/<dataset>/benchmark-<model>)."""
     from jaxmu.data import DataNotFoundError, load_dataset, scenario_splits
+    from jaxmu.models import build_model
     from jaxmu.sweep import default_methods
     from jaxmu.sweep import run_benchmark as _run
     from jaxmu.train import TrainConfig
@@ -427,7 +400,7 @@ def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
         raise UsageError(str(e)) from None
     model = build_model(a.model, ds.pool.num_classes, ds.pool.image_shape)
     recipe = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                         augment=dataset != "digits")
+                         augment=DATASET_DEFAULTS[dataset].augment)
     out = Path(a.out) / dataset / f"benchmark-{model.name}"
     setting = (f"--model {a.model} --epochs {a.epochs} --batch-size {a.batch_size} "
                f"--lr {a.lr} --forget-scenario {a.forget_scenario} --forget-fraction "

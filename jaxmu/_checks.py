@@ -1,4 +1,5 @@
-"""Input validation shared by the metrics: every bad input is one clear ``ValueError``."""
+"""Input validation of arrays shared by the metrics and the audits: every bad input is one
+clear ``ValueError``. Imports nothing beyond NumPy, so any jaxmu package may use it."""
 
 from __future__ import annotations
 

@@ -202,6 +202,83 @@ def test_no_import_cycle_between_subpackages():
     assert cycles == [], json.dumps(detail, indent=1)
 
 
+def _private_imports(path: Path) -> list[str]:
+    """The imports in ``path`` that reach into another layer's private parts, as
+    ``"file:line target"``: a module or name below another layer whose dotted path has a
+    component starting with ``_`` (``jaxmu.metrics._lira``, ``jaxmu.report._plots._figure``,
+    ``from jaxmu.metrics import _checks``). Imports at module level, inside functions and
+    under ``if TYPE_CHECKING:`` all count. Within one layer private modules are fine, and so
+    are the package root's own top-level modules (``jaxmu._names``, ``jaxmu._argparse``):
+    they are internal to ``jaxmu`` as a whole, not to a sibling package (their private
+    names are not)."""
+    module = _module_name(path)
+    src = _node(module)
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = module.split(".")[: None if path.name == "__init__.py" else -1]
+                parent = parent[: len(parent) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            targets = [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            if parts[0] != "jaxmu" or len(parts) < 2 or _node(target) == src:
+                continue
+            if any(p.startswith("_") for p in parts[2:]):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {target}")
+    return found
+
+
+def test_private_import_finder_sees_both_levels_and_relative_imports(tmp_path, monkeypatch):
+    pkg = tmp_path / "jaxmu" / "score"
+    pkg.mkdir(parents=True)
+    (pkg / "_x.py").write_text(
+        "from jaxmu.metrics._lira import summarize\n"
+        "from jaxmu.metrics import _checks, lira\n"
+        "from jaxmu._names import MODELS\n"
+        "from ._task import Task\n"
+        "from ..report import _plots\n"
+        "def f():\n"
+        "    import jaxmu.io._errors\n"
+        "    from jaxmu.population import _pipelines as p\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _private_imports(pkg / "_x.py") == [
+        "jaxmu/score/_x.py:1 jaxmu.metrics._lira.summarize",
+        "jaxmu/score/_x.py:2 jaxmu.metrics._checks",
+        "jaxmu/score/_x.py:5 jaxmu.report._plots",
+        "jaxmu/score/_x.py:7 jaxmu.io._errors",
+        "jaxmu/score/_x.py:8 jaxmu.population._pipelines",
+    ]
+
+
+def test_no_imports_of_another_packages_private_modules():
+    # A package uses another only through what that package's __init__ exports.
+    found = [site for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "__init__.py"
+             for site in _private_imports(path)]
+    assert found == [], "\n".join(found)
+
+
+def test_library_does_not_import_the_command_lines():
+    # The experiment and benchmark CLIs sit on top of the library, never under it.
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                      if n.split(".")[0] in ("experiments", "benchmarks", "tests")]
+    assert found == [], "\n".join(found)
+
+
 def test_io_is_a_leaf():
     # io sits under train (which caches trained models through it): it may use only types.
     assert set(_package_graph().get("jaxmu.io", {})) <= {"jaxmu.types"}

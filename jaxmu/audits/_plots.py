@@ -115,10 +115,10 @@ def _interval(name: str, ci: Any) -> tuple[float, float] | None:
 
 
 def _new_figure(width: float, height: float, layout: str = "constrained"):
-    """A Figure on its own Agg canvas (the report module's helper; no pyplot)."""
-    from jaxmu.report._plots import _figure
+    """A Figure on its own Agg canvas (:func:`jaxmu.report.agg_figure`; no pyplot)."""
+    from jaxmu.report import agg_figure
 
-    return _figure(width, height, layout=layout)
+    return agg_figure(width, height, layout=layout)
 
 
 def _write_png(fig: Any, path: Path) -> Path:
@@ -281,8 +281,8 @@ def roc_band(
     """
     from sklearn.metrics import roc_curve
 
-    from jaxmu.metrics import _checks
-    from jaxmu.metrics._lira import _cluster_index, _multiplicities
+    from jaxmu import _checks
+    from jaxmu.metrics import bootstrap_multiplicities, cluster_index
 
     s = _checks.as_array("scores", scores, ndim=2, finite=False)
     pos = _checks.as_mask("positive", positive, s.shape)
@@ -303,7 +303,7 @@ def roc_band(
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"need scored pairs of both classes, got {n_pos} positive and "
                          f"{n_neg} negative")
-    inv, n_units = _cluster_index("groups", groups, s.shape[0])
+    inv, n_units = cluster_index("groups", groups, s.shape[0])
     n_bootstrap = int(n_bootstrap)
     if n_bootstrap and n_units < 2:
         raise ValueError(f"groups: need at least 2 units for a bootstrap, got {n_units}")
@@ -314,7 +314,7 @@ def roc_band(
     if n_bootstrap:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, n_units, size=(n_bootstrap, n_units))
-        w = _multiplicities(idx, n_units)[:, inv]  # [B, T] row weights
+        w = bootstrap_multiplicities(idx, n_units)[:, inv]  # [B, T] row weights
         boot, boot_auc = _weighted_roc_grid(s, pos, ok, w, grid)
         good = np.isfinite(boot_auc)
         if good.any():
@@ -410,7 +410,7 @@ def plot_roc(curves: Mapping[str, Mapping], path: Any, *, title: str | None = No
 
 def _margins(name: str, x: Any, mask: Any, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     """``([M, N] float margins, [M, N] bool observed)``; observed values must be finite."""
-    from jaxmu.metrics import _checks
+    from jaxmu import _checks
 
     arr = _checks.as_array(name, x, ndim=2, finite=False)
     if n is not None and arr.shape[1] != n:

@@ -42,10 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmu.population._population import predict_population
-from jaxmu.population._strategies import map_models, resolve_strategy
-from jaxmu.train._fit import TrainConfig, make_train_step
-from jaxmu.train._predict import predict_mask
+from jaxmu.population import map_models, predict_population, resolve_strategy
+from jaxmu.train import TrainConfig, make_train_step, predict_mask
 from jaxmu.types import Model, Pool, Splits
 
 VARIANTS = ("retain", "forget")

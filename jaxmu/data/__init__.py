@@ -1,5 +1,7 @@
-"""Datasets (digits embedded; IDX files; tfds; user .npz), split builders and augmentation."""
+"""Datasets (digits embedded; IDX files; tfds; user .npz), split builders and augmentation,
+and the per-dataset experiment defaults (:data:`DATASET_DEFAULTS`)."""
 
+from jaxmu._names import DATASET_DEFAULTS, DatasetDefaults
 from jaxmu.data._augment import augment
 from jaxmu.data._dataset import DataNotFoundError, Dataset, load_digits, make_dataset
 from jaxmu.data._idx import IDX_DATASETS, find_idx_files, load_idx, read_idx, write_idx
@@ -18,9 +20,11 @@ from jaxmu.data._tfds import TFDS_SPECS, load_npz, load_tfds
 
 __all__ = [
     "DATASETS",
+    "DATASET_DEFAULTS",
     "DEFAULT_SPLIT_SEED",
     "DataNotFoundError",
     "Dataset",
+    "DatasetDefaults",
     "IDX_DATASETS",
     "SCENARIOS",
     "SYSTEM_IDX_DIRS",

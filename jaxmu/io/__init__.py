@@ -25,6 +25,7 @@ from jaxmu.io._errors import (
     CorruptCheckpointWarning,
     IOFault,
     WriteFailedError,
+    as_write_error,
 )
 from jaxmu.io._lock import entry_lock
 from jaxmu.io._provenance import provenance, versions, write_json
@@ -35,6 +36,7 @@ __all__ = [
     "CorruptCheckpointWarning",
     "IOFault",
     "WriteFailedError",
+    "as_write_error",
     "cache_key",
     "check_resume",
     "entry_lock",

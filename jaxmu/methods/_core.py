@@ -24,7 +24,7 @@ from typing import Any
 
 import jax
 
-from jaxmu.models._select import ALL, Selector, conv_kernels
+from jaxmu.models import ALL, Selector, conv_kernels
 from jaxmu.types import Model, Splits, Stage, UnlearnState, as_key
 
 E_MAX = "E_max"

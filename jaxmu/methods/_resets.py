@@ -7,8 +7,7 @@ from typing import Any
 
 import jax
 
-from jaxmu.models._base import flat_uniform, torch_default_kernel_init
-from jaxmu.models._select import Selector, path_str
+from jaxmu.models import Selector, flat_uniform, path_str, torch_default_kernel_init
 from jaxmu.types import Splits, Stage, UnlearnState
 
 

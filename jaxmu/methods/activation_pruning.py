@@ -10,9 +10,8 @@ import jax.numpy as jnp
 from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, HP, register
-from jaxmu.models._select import path_str
-from jaxmu.stages import activation_means, finetune, sgd
-from jaxmu.stages._loops import sequence
+from jaxmu.models import path_str
+from jaxmu.stages import activation_means, finetune, sequence, sgd
 from jaxmu.types import Splits, Stage, UnlearnState
 
 MEANS = "act_means"

@@ -4,7 +4,7 @@ copy of the architecture on forget rows."""
 import jax
 import jax.numpy as jnp
 
-from jaxmu.losses._terms import Loss, LossInputs, teacher_logits
+from jaxmu.losses import Loss, LossInputs, teacher_logits
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, TEMPERATURE, register
 from jaxmu.stages import adam, finetune, sequence, snapshot

@@ -7,9 +7,8 @@ import dataclasses
 from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, EPOCHS, HP, LR, MOMENTUM, UNIT, WD, register
-from jaxmu.models._select import Selector, last_k_blocks
-from jaxmu.stages import finetune, sgd, snapshot
-from jaxmu.stages._loops import sequence
+from jaxmu.models import Selector, last_k_blocks
+from jaxmu.stages import finetune, sequence, sgd, snapshot
 from jaxmu.types import Stage
 
 ANCHOR = "prox_anchor"

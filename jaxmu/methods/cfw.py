@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxmu import losses
-from jaxmu.losses._terms import Loss, LossInputs
+from jaxmu.losses import Loss, LossInputs
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, UNIT, register
-from jaxmu.models._select import conv_kernels, stem_conv, weights
+from jaxmu.models import conv_kernels, stem_conv, weights
 from jaxmu.stages import lr_multiplier, sequence, sgd
-from jaxmu.train._batches import epoch_indices, load_batch, steps_per_epoch
+from jaxmu.train import epoch_indices, load_batch, steps_per_epoch
 from jaxmu.transforms import gaussian_deviation
 from jaxmu.types import Splits, Stage, UnlearnState
 

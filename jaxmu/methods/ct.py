@@ -6,7 +6,7 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, Need, register
-from jaxmu.models._select import conv_kernels
+from jaxmu.models import conv_kernels
 from jaxmu.stages import finetune, sequence, sgd
 from jaxmu.transforms import transpose_conv
 

@@ -12,8 +12,8 @@ from jaxmu.methods.cf_k import (
     last_k_finetune,
     last_k_touched,
 )
-from jaxmu.models._select import Selector, last_k_blocks, path_str
-from jaxmu.stages._loops import sequence
+from jaxmu.models import Selector, last_k_blocks, path_str
+from jaxmu.stages import sequence
 from jaxmu.transforms import reinit
 from jaxmu.types import Splits, Stage, UnlearnState
 

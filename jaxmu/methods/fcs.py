@@ -11,12 +11,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmu import losses
-from jaxmu.losses._terms import Loss, LossInputs
+from jaxmu.losses import Loss, LossInputs
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, ETA_MIN, LR, MOMENTUM, TEMPERATURE, WD, register
 from jaxmu.stages import finetune, sequence, sgd
-from jaxmu.train._batches import epoch_indices, load_batch, steps_per_epoch
-from jaxmu.train._schedules import cosine
+from jaxmu.train import cosine, epoch_indices, load_batch, steps_per_epoch
 from jaxmu.types import Splits, UnlearnState
 
 

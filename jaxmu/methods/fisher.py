@@ -7,9 +7,8 @@ import jax.numpy as jnp
 
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, UNIT, register
-from jaxmu.models._base import flat_normal
-from jaxmu.models._select import classifier
-from jaxmu.train._batches import load_batch, ordered_indices
+from jaxmu.models import classifier, flat_normal
+from jaxmu.train import load_batch, ordered_indices
 from jaxmu.types import Splits, UnlearnState
 
 

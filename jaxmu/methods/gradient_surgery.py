@@ -8,13 +8,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
-from jaxmu.losses._basic import cross_entropy
-from jaxmu.losses._terms import Loss, LossInputs
+from jaxmu.losses import Loss, LossInputs, cross_entropy
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, HP, LR, register
-from jaxmu.stages import finetune, sgd, snapshot
-from jaxmu.stages._loops import sequence
-from jaxmu.train._batches import epoch_indices, load_batch, steps_per_epoch
+from jaxmu.stages import finetune, sequence, sgd, snapshot
+from jaxmu.train import epoch_indices, load_batch, steps_per_epoch
 from jaxmu.transforms import project_out_vector
 from jaxmu.types import Splits, Stage, UnlearnState
 

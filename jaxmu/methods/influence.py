@@ -11,7 +11,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, EPOCHS, UNIT, register
-from jaxmu.train._batches import load_batch, ordered_indices
+from jaxmu.train import load_batch, ordered_indices
 from jaxmu.types import Splits, UnlearnState
 
 

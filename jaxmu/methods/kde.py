@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
-from jaxmu.losses._terms import Loss, LossInputs, teacher_logits
+from jaxmu.losses import Loss, LossInputs, teacher_logits
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, EPOCHS, LR, MOMENTUM, TEMPERATURE, WD, register
 from jaxmu.methods._resets import torch_reset
-from jaxmu.models._select import classifier, stem_conv
+from jaxmu.models import classifier, stem_conv
 from jaxmu.stages import finetune, sequence, sgd, snapshot
 
 WARMUP_SPLITS = ("val", "retain")

@@ -6,7 +6,7 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, UNIT, register
-from jaxmu.models._select import conv_kernels, weights
+from jaxmu.models import conv_kernels, weights
 from jaxmu.stages import GradientPart, finetune, sequence, sgd, sum_gradients
 from jaxmu.transforms import mask_by_gradient_saliency, reinit, scale_by_mask
 

@@ -4,7 +4,7 @@ forget rows)."""
 import jax.numpy as jnp
 import optax
 
-from jaxmu.losses._terms import Loss, LossInputs
+from jaxmu.losses import Loss, LossInputs
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, register
 from jaxmu.stages import finetune, sgd

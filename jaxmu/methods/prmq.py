@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, EPOCHS_FLOAT, UNIT, register
-from jaxmu.models._select import path_str
+from jaxmu.models import path_str
 from jaxmu.stages import class_weights, finetune, sequence, sgd, snapshot
 from jaxmu.transforms import prune_l1_and_reinit, quantize_round_trip
 

@@ -9,12 +9,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
-from jaxmu.losses._terms import Loss, LossInputs, entropy, teacher_logits
+from jaxmu.losses import Loss, LossInputs, entropy, teacher_logits
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, EPOCHS, LR, UNIT, Need, register
-from jaxmu.models._select import ALL, classifier, conv_kernels
-from jaxmu.stages import finetune, sgd, snapshot
-from jaxmu.stages._loops import sequence
+from jaxmu.models import ALL, classifier, conv_kernels
+from jaxmu.stages import finetune, sequence, sgd, snapshot
 from jaxmu.transforms import reinit, transpose_conv
 from jaxmu.types import Splits, Stage, UnlearnState
 

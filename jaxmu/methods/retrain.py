@@ -3,7 +3,7 @@
 from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, LR, WD, register
-from jaxmu.models._select import ALL
+from jaxmu.models import ALL
 from jaxmu.stages import finetune, sequence, sgd
 from jaxmu.transforms import reinit
 

@@ -18,7 +18,7 @@ from jaxmu import losses
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, EPOCHS, LR, MOMENTUM, UNIT, WD, Need, register
 from jaxmu.methods._resets import torch_reset
-from jaxmu.models._select import classifier, path_str, regex
+from jaxmu.models import classifier, path_str, regex
 from jaxmu.stages import finetune, sequence, sgd
 from jaxmu.transforms import scale_by_mask
 from jaxmu.types import Splits, UnlearnState

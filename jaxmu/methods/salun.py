@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
-from jaxmu.losses._terms import LossInputs
+from jaxmu.losses import LossInputs
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, LR, MOMENTUM, UNIT, WD, register
-from jaxmu.models._select import ALL
+from jaxmu.models import ALL
 from jaxmu.stages import accumulate_gradients, finetune, sequence, sgd
-from jaxmu.train._batches import epoch_indices, load_batch
+from jaxmu.train import epoch_indices, load_batch
 from jaxmu.transforms import mask_by_gradient_saliency, scale_by_mask
 from jaxmu.types import Splits, Stage, UnlearnState
 

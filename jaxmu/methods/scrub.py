@@ -9,12 +9,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
-from jaxmu.losses._terms import Loss, LossInputs
+from jaxmu.losses import Loss, LossInputs
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, EPOCHS, LR, MOMENTUM, TEMPERATURE, UNIT, WD, register
 from jaxmu.stages import sgd, snapshot
-from jaxmu.train._batches import epoch_indices, load_batch, ordered_indices
-from jaxmu.train._schedules import step_decay
+from jaxmu.train import epoch_indices, load_batch, ordered_indices, step_decay
 from jaxmu.types import Splits, UnlearnState
 
 SELECTIONS = ("replay", "stack", "final")

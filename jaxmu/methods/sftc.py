@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmu.losses._terms import Loss, LossInputs, teacher_logits
+from jaxmu.losses import Loss, LossInputs, teacher_logits
 from jaxmu.methods import _checks
 from jaxmu.methods._core import EPOCHS, HP, LR, UNIT, register
 from jaxmu.stages import adam, finetune, sequence, snapshot

@@ -35,12 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmu.losses._basic import cross_entropy
+from jaxmu.losses import cross_entropy
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, LR, WD, register
-from jaxmu.train._batches import load_batch, member_order
-from jaxmu.train._predict import predict
-from jaxmu.train._schedules import cosine
+from jaxmu.train import cosine, load_batch, member_order, predict
 from jaxmu.types import Model, Pool, Splits, UnlearnState, as_key
 
 

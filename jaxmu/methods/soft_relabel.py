@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
-from jaxmu.losses._terms import LossInputs
+from jaxmu.losses import LossInputs
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, HP, register
 from jaxmu.stages import finetune, sgd

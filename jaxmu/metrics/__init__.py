@@ -14,6 +14,9 @@ examples and models; device code produces the logits (``[M, N, K]``) that feed i
   :func:`normalized_l2_distance`.
 * Statistics and timing: :func:`bootstrap_ci`, :func:`format_ci`, :func:`rte`,
   :class:`Timer`, :func:`timed`.
+* Bootstrap building blocks of the attack intervals (for pipelines that resample
+  differently): :func:`cluster_index`, :func:`bootstrap_multiplicities`,
+  :func:`bootstrap_roc`, :func:`percentile_ci`.
 * The full record: :func:`evaluate_logits` (:class:`MIASkippedWarning` when a split is too
   small for an MIA).
 
@@ -39,7 +42,13 @@ from jaxmu.metrics._fscore import (
     logit_scaled_confidence,
 )
 from jaxmu.metrics._klom import klom, klom_report, margins
-from jaxmu.metrics._lira import lira
+from jaxmu.metrics._lira import (
+    bootstrap_multiplicities,
+    bootstrap_roc,
+    cluster_index,
+    lira,
+    percentile_ci,
+)
 from jaxmu.metrics._mia import (
     classifier_mia,
     cross_entropy_losses,
@@ -62,7 +71,10 @@ __all__ = [
     "accuracy",
     "accuracy_errors",
     "bootstrap_ci",
+    "bootstrap_multiplicities",
+    "bootstrap_roc",
     "classifier_mia",
+    "cluster_index",
     "competition_score",
     "cross_entropy_losses",
     "discernibility",
@@ -85,6 +97,7 @@ __all__ = [
     "mia_auc",
     "mia_features",
     "normalized_l2_distance",
+    "percentile_ci",
     "population_mia",
     "retdev",
     "retention",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import ArrayLike
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 from jaxmu.metrics._typing import Logits
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 
 
 def bootstrap_ci(

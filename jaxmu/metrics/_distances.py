@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 from jaxmu.metrics._accuracy import log_softmax
 from jaxmu.metrics._typing import Logits2D
 

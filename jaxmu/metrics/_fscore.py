@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import ArrayLike
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 from jaxmu.metrics._fscore_fallback import datapoint_max
 from jaxmu.metrics._fscore_grid import (
     DELTA,

@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from jaxtyping import ArrayLike
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 from jaxmu.metrics._fscore import logit_scaled_confidence
 
 # Observations processed per block in _evaluate: bounds the temporaries (~10 float64

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 from jaxmu.metrics._typing import Mask, Stats
 
 _LOG_2PI = float(np.log(2 * np.pi))
@@ -231,7 +231,7 @@ def summarize(
         ``tpr_at_1fpr_ci`` and ``tpr_at_0.1fpr_ci``, all from the same resamples, plus
         ``n_bootstrap_units`` (the number of target clusters). Without ``refit`` the ROC
         statistics of all resamples come from one sort of the pairs
-        (:func:`_bootstrap_roc`). Resamples lacking a class are NaN and ignored; if every
+        (:func:`bootstrap_roc`). Resamples lacking a class are NaN and ignored; if every
         cluster is drawn identically the interval is the point.
 
     Raises:
@@ -257,7 +257,7 @@ def summarize(
                          f"{interval!r}")
     centred = interval == "centred" or (interval == "auto" and refit is not None)
     t = scores.shape[0]
-    inv, n_units = _cluster_index("groups", groups, t)
+    inv, n_units = cluster_index("groups", groups, t)
     from sklearn import metrics as skm
 
     fpr, tpr, _ = skm.roc_curve(y, s)
@@ -279,13 +279,13 @@ def summarize(
         return out
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n_units, size=(int(n_bootstrap), n_units))
-    w = _multiplicities(idx, n_units)[:, inv]  # [B, T] target-row weights
+    w = bootstrap_multiplicities(idx, n_units)[:, inv]  # [B, T] target-row weights
     if refit is None:
         with np.errstate(invalid="ignore", divide="ignore"):
             bal = 0.5 * (w @ tp_t / (w @ np_t) + w @ tn_t / (w @ nn_t))
-        boot = {"balanced_accuracy": bal, **_bootstrap_roc(scores, positive, ok, w)}
+        boot = {"balanced_accuracy": bal, **bootstrap_roc(scores, positive, ok, w)}
     else:
-        s_inv, s_units = _cluster_index("shadow_groups", shadow_groups, None)
+        s_inv, s_units = cluster_index("shadow_groups", shadow_groups, None)
         rows = [np.flatnonzero(s_inv == g) for g in range(s_units)]
         draws = rng.integers(0, s_units, size=(int(n_bootstrap), s_units))
         boot = {k: np.full(int(n_bootstrap), np.nan) for k in
@@ -298,11 +298,11 @@ def summarize(
             with np.errstate(invalid="ignore", divide="ignore"):
                 boot["balanced_accuracy"][b] = 0.5 * (wb @ tp / (wb @ n_p) + wb @ tn / (wb @ n_n))
             if ok_b.any():
-                for k, v in _bootstrap_roc(sc, positive, ok_b, wb[None]).items():
+                for k, v in bootstrap_roc(sc, positive, ok_b, wb[None]).items():
                     boot[k][b] = v[0]
     alpha = (1 - confidence) / 2
     for key, vals in boot.items():
-        out[f"{key}_ci"] = _percentile_ci(vals, alpha, out[key] if centred else None)
+        out[f"{key}_ci"] = percentile_ci(vals, alpha, out[key] if centred else None)
     out["n_bootstrap_units"] = n_units
     return out
 
@@ -377,8 +377,26 @@ def _target_counts(scores, positive, ok):
             np.sum(ok & ~positive & ~pred, axis=1), np.sum(ok & ~positive, axis=1))
 
 
-def _cluster_index(name: str, groups: Any, n: int | None) -> tuple[np.ndarray, int]:
-    """``(unit index [n] in 0..G-1, G)`` of cluster labels; None: one unit per row."""
+def cluster_index(name: str, groups: Any, n: int | None) -> tuple[np.ndarray, int]:
+    """The resampling units of a cluster bootstrap: each row's unit and the number of units.
+
+    A cluster bootstrap resamples whole clusters (e.g. all pairs of one target model), not
+    single rows; ``groups`` labels each row with its cluster. The labels are mapped to
+    ``0 .. G-1`` in sorted label order.
+
+    Args:
+        name: the argument's name in error messages.
+        groups: ``[n]`` cluster labels (any sortable values), or None for one unit per row.
+        n: the number of rows ``groups`` must label; None accepts any length (and then
+            ``groups`` is required).
+
+    Returns:
+        ``(index, G)``: ``index [n]`` the unit (in ``0 .. G-1``) of every row, and ``G``
+        the number of units.
+
+    Raises:
+        ValueError: if ``groups`` is not 1-D of length ``n``, or both are None.
+    """
     if groups is None:
         if n is None:
             raise ValueError(f"{name}: labels are required")
@@ -391,17 +409,59 @@ def _cluster_index(name: str, groups: Any, n: int | None) -> tuple[np.ndarray, i
     return inv.reshape(-1), labels.size
 
 
-def _multiplicities(idx: np.ndarray, n_units: int) -> np.ndarray:
-    """``[B, G]`` draw counts of every unit from ``[B, G]`` drawn unit indices."""
+def bootstrap_multiplicities(idx: np.ndarray, n_units: int) -> np.ndarray:
+    """How often each unit was drawn in each bootstrap resample.
+
+    Args:
+        idx: ``[B, G]`` integer unit indices in ``0 .. G-1``: resample ``b`` drew units
+            ``idx[b]`` (G draws with replacement from ``G = n_units`` units).
+        n_units: the number of units ``G``.
+
+    Returns:
+        ``[B, G]`` float64 counts: entry ``(b, g)`` is how many times resample ``b`` drew
+        unit ``g``. Indexing its columns with :func:`cluster_index`'s row index gives
+        per-row weights.
+
+    Raises:
+        ValueError: if ``idx`` is not a 2-D integer array with ``n_units`` columns and
+            entries in ``0 .. n_units - 1``.
+    """
+    idx = np.asarray(idx)
+    if (idx.ndim != 2 or idx.shape[1] != n_units or not np.issubdtype(idx.dtype, np.integer)
+            or (idx.size and (idx.min() < 0 or idx.max() >= n_units))):
+        raise ValueError(f"idx: expected [B, {n_units}] integers in [0, {n_units}), got "
+                         f"{idx.dtype} of shape {idx.shape}")
     flat = (idx + n_units * np.arange(idx.shape[0])[:, None]).ravel()
     return np.bincount(flat, minlength=idx.size).reshape(idx.shape).astype(np.float64)
 
 
-def _percentile_ci(vals: np.ndarray, alpha: float, point: float | None = None
-                   ) -> tuple[float, float]:
-    """``(alpha, 1 - alpha)`` quantiles of the finite bootstrap values (NaN if none); with
-    ``point``, the centred interval ``[point - (q50 - q_lo), point + (q_hi - q50)]``
-    clipped to [0, 1]."""
+def percentile_ci(vals: np.ndarray, alpha: float, point: float | None = None
+                  ) -> tuple[float, float]:
+    """A bootstrap interval from resampled values of a statistic in [0, 1].
+
+    Without ``point``: the percentile interval, the ``alpha`` and ``1 - alpha`` quantiles
+    of the finite values. With ``point`` (the statistic on the real data): the centred
+    interval ``[point - (q50 - q_lo), point + (q_hi - q50)]``, the bootstrap spread moved
+    onto the point value, clipped to [0, 1]. NaN resamples (e.g. ones lacking a class) are
+    ignored; with none finite the interval is ``(nan, nan)``.
+
+    Args:
+        vals: ``[B]`` bootstrap values.
+        alpha: the tail mass on each side, in [0, 0.5] (``(1 - confidence) / 2``).
+        point: the point value to centre on, or None for the percentile interval.
+
+    Returns:
+        ``(low, high)`` as floats.
+
+    Raises:
+        ValueError: if ``vals`` is not 1-D or ``alpha`` is outside [0, 0.5].
+    """
+    vals = np.asarray(vals)
+    if vals.ndim != 1:
+        raise ValueError(f"vals: expected a 1-D array of bootstrap values, got shape "
+                         f"{vals.shape}")
+    if not 0 <= alpha <= 0.5:
+        raise ValueError(f"alpha: expected a tail mass in [0, 0.5], got {alpha!r}")
     fin = vals[np.isfinite(vals)]
     if fin.size == 0:
         return math.nan, math.nan
@@ -411,7 +471,7 @@ def _percentile_ci(vals: np.ndarray, alpha: float, point: float | None = None
     return float(lo), float(hi)
 
 
-def _bootstrap_roc(
+def bootstrap_roc(
     scores: np.ndarray,
     positive: np.ndarray,
     ok: np.ndarray,
@@ -439,10 +499,23 @@ def _bootstrap_roc(
         ``auc``, ``best_accuracy``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr``: ``[B]`` arrays, NaN
         for resamples without a positive or without a negative pair.
 
+    Raises:
+        ValueError: if ``scores``, ``positive`` and ``ok`` are not 2-D of one shape, ``ok``
+            is not boolean, or ``w`` is not ``[B, T]`` with non-negative entries.
+
     References:
         Fawcett 2006, "An introduction to ROC analysis" (weighted ROC by sorted cumulative
         counts); Carlini et al. 2022 §VI.
     """
+    shape = np.shape(scores)
+    if len(shape) != 2 or np.shape(positive) != shape or np.shape(ok) != shape:
+        raise ValueError(f"scores, positive, ok: expected one [T, N] shape, got "
+                         f"{shape}, {np.shape(positive)}, {np.shape(ok)}")
+    if np.asarray(ok).dtype != bool:
+        raise ValueError(f"ok: expected a boolean mask, got {np.asarray(ok).dtype}")
+    if np.ndim(w) != 2 or np.shape(w)[1] != shape[0] or not np.all(np.asarray(w) >= 0):
+        raise ValueError(f"w: expected [B, {shape[0]}] non-negative weights, got shape "
+                         f"{np.shape(w)}")
     t_idx = np.nonzero(ok)[0]
     s, y = scores[ok], positive[ok]
     order = np.argsort(-s, kind="stable")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import ArrayLike
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 from jaxmu.metrics._accuracy import _logits_labels, log_softmax
 from jaxmu.metrics._distances import _softmax_f32
 from jaxmu.metrics._typing import Logits, Logits2D, PerExample

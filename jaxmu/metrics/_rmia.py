@@ -45,8 +45,8 @@ import numpy as np
 from jaxtyping import ArrayLike
 from scipy import special
 
-from jaxmu.metrics import _checks
-from jaxmu.metrics._lira import _cluster_index, summarize
+from jaxmu import _checks
+from jaxmu.metrics._lira import cluster_index, summarize
 from jaxmu.metrics._typing import Logits, Mask, PerExample
 
 
@@ -368,9 +368,9 @@ def rmia(
         _checks.as_mask("z_mask", z_mask, tp.shape))
     a = _check_a(offline_a)
     g = _checks.positive_scalar("gamma", gamma)
-    _cluster_index("target_groups", target_groups, t)
+    cluster_index("target_groups", target_groups, t)
     if reference_groups is not None:
-        _cluster_index("reference_groups", reference_groups, rp.shape[0])
+        cluster_index("reference_groups", reference_groups, rp.shape[0])
     kw = dict(online=bool(online), offline_a=a)
 
     def score(rows: Any = slice(None)) -> np.ndarray:
@@ -522,7 +522,7 @@ def tune_offline_a(
     keep = np.ones(r, bool)
     keep[held] = False
     if reference_groups is not None:
-        inv, _ = _cluster_index("reference_groups", reference_groups, r)
+        inv, _ = cluster_index("reference_groups", reference_groups, r)
         keep &= ~np.isin(inv, inv[held])
     if not keep.any():
         raise ValueError("held_out: no reference left to estimate Pr(x)")

@@ -18,7 +18,7 @@ from typing import Any
 
 import jax
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 
 
 def rte(t_reference: float, t_method: float) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import ArrayLike
 
-from jaxmu.metrics import _checks
+from jaxmu import _checks
 from jaxmu.metrics._fscore import logit_scaled_confidence
 from jaxmu.metrics._lira import as_stats, gaussian_fit, offline_score, online_score, summarize
 from jaxmu.metrics._typing import Logits, Mask, Stats

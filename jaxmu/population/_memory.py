@@ -69,7 +69,7 @@ def _tree_bytes(tree: Any, dtype_bytes: int) -> int:
 
 
 def _loss_fn(model: Any):
-    from jaxmu.losses._basic import cross_entropy
+    from jaxmu.losses import cross_entropy
 
     def loss(params, model_state, x, y):
         logits, new_state = model.apply(params, model_state, x, train=True,
@@ -109,7 +109,7 @@ def _residual_bytes(model: Any, params: Any, state: Any, x: Any, y: Any,
 def _optimizer(slots: int):
     import optax
 
-    from jaxmu.train._fit import TrainConfig
+    from jaxmu.train import TrainConfig
 
     if slots == 0:
         return optax.add_decayed_weights(5e-4)

@@ -31,7 +31,7 @@ from jaxmu.population._population import (
     stack_splits,
     unlearn_population,
 )
-from jaxmu.train._fit import TrainConfig
+from jaxmu.train import TrainConfig
 from jaxmu.types import Model, Splits, as_key
 
 

@@ -33,9 +33,7 @@ from jaxmu.io import (
     versions,
 )
 from jaxmu.population._strategies import map_models, padding, resolve_strategy
-from jaxmu.train._fit import TrainConfig, init_keys, train_epoch
-from jaxmu.train._predict import predict_mask
-from jaxmu.train._schedules import epoch_multiplier
+from jaxmu.train import TrainConfig, epoch_multiplier, init_keys, predict_mask, train_epoch
 from jaxmu.types import Model, Pool, Splits, as_key
 
 

@@ -25,6 +25,7 @@ from jaxmu.report._audit_tables import (
     shadow_curve_table_markdown,
 )
 from jaxmu.report._combine import combine_studies, write_combined_report
+from jaxmu.report._plots import agg_figure
 from jaxmu.report._ranking import (
     GROUPS,
     LOWER_IS_BETTER,
@@ -37,17 +38,19 @@ from jaxmu.report._ranking import (
 )
 from jaxmu.report._recipes import recipes_markdown
 from jaxmu.report._tables import ranking_table_markdown, rte_table_markdown
-from jaxmu.report._validate import validate_study
+from jaxmu.report._validate import json_safe, validate_study
 from jaxmu.report._write import csv_rows, write_report
 
 __all__ = [
     "GROUPS",
     "LOWER_IS_BETTER",
     "REFERENCES",
+    "agg_figure",
     "audit_ulira_table_markdown",
     "audits_section_markdown",
     "combine_studies",
     "csv_rows",
+    "json_safe",
     "klom_table_markdown",
     "performance_groups",
     "rank_methods",

@@ -37,7 +37,29 @@ if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: jaxmu stays
     from matplotlib.figure import Figure
 
 
-def _figure(width: float, height: float, layout: str = "tight") -> Figure:
+def agg_figure(width: float, height: float, layout: str = "tight") -> Figure:
+    """A new matplotlib ``Figure`` on its own Agg canvas, without pyplot.
+
+    Nothing is registered in pyplot's figure manager, so nothing leaks when the figure is
+    dropped, and the caller's global backend (e.g. a notebook's inline backend) is left
+    untouched. Save it with ``fig.savefig(path, format="png")``.
+
+    Args:
+        width, height: the size in inches (at 100 dpi).
+        layout: matplotlib's layout engine: ``"tight"``, ``"constrained"``,
+            ``"compressed"`` or ``"none"``.
+
+    Raises:
+        ValueError: if ``width`` or ``height`` is not a positive finite number, or
+            ``layout`` is not one of the above.
+    """
+    for name, v in (("width", width), ("height", height)):
+        if (isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
+                or not 0 < v < math.inf):
+            raise ValueError(f"{name}: expected a positive number of inches, got {v!r}")
+    if layout not in ("tight", "constrained", "compressed", "none"):
+        raise ValueError(f"layout: expected 'tight', 'constrained', 'compressed' or 'none', "
+                         f"got {layout!r}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -65,7 +87,7 @@ def accuracy_png(study: Mapping, path: Path) -> bool:
     stats = {k: [method_stat(methods[n], k) for n in names] for k, _ in _ACC}
     if all(math.isnan(s.value) for k, _ in _ACC for s in stats[k]):
         return False
-    fig = _figure(max(6.0, 0.9 * len(names) + 2.0), 4.0)
+    fig = agg_figure(max(6.0, 0.9 * len(names) + 2.0), 4.0)
     ax = fig.add_subplot()
     x = np.arange(len(names))
     width = 0.8 / len(_ACC)
@@ -94,7 +116,7 @@ def rte_png(study: Mapping, path: Path) -> bool:
     if not items:
         return False
     items.sort(key=lambda t: -t[1].value)
-    fig = _figure(max(6.0, 0.6 * len(items) + 2.0), 4.0)
+    fig = agg_figure(max(6.0, 0.6 * len(items) + 2.0), 4.0)
     ax = fig.add_subplot()
     x = np.arange(len(items))
     vals = [s.value for _, s in items]
@@ -125,7 +147,7 @@ def ranking_png(study: Mapping, path: Path) -> bool:
     from matplotlib.ticker import MaxNLocator
 
     height = max(3.0, 0.3 * max(len(rows) for _, rows in sides) + 1.5)
-    fig = _figure(5.5 * len(sides), height)
+    fig = agg_figure(5.5 * len(sides), height)
     for i, (metric, rows) in enumerate(sides):
         ax = fig.add_subplot(1, len(sides), i + 1)
         y = np.arange(len(rows))[::-1]
@@ -146,7 +168,7 @@ def _small_multiples(title: str, data: list[tuple[str, np.ndarray]], bins: np.nd
                      xlabel: str, path: Path, vline: float | None = None) -> bool:
     ncols = min(4, len(data))
     nrows = math.ceil(len(data) / ncols)
-    fig = _figure(3.0 * ncols, 2.4 * nrows + 0.4, layout="constrained")
+    fig = agg_figure(3.0 * ncols, 2.4 * nrows + 0.4, layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel()
     for ax, (label, vals) in zip(axes[:len(data)], data, strict=True):
         ax.hist(np.clip(vals, bins[0], bins[-1]), bins=bins, density=True, color="#1f77b4")
@@ -220,7 +242,7 @@ def audit_shadow_curve_png(study: Mapping, path: Path) -> bool:
     if not any(lines.values()):
         return False
     reasons = degenerate_reasons(study)
-    fig = _figure(9.0, 3.6)
+    fig = agg_figure(9.0, 3.6)
     axes = fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0]
     for ax, (a, label) in zip(axes, attacks, strict=True):
         for name, x, y, lo, hi in lines[a]:

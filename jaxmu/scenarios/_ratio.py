@@ -20,7 +20,7 @@ import numpy as np
 from jaxmu.data import DEFAULT_SPLIT_SEED, Dataset, random_splits
 from jaxmu.methods import Method
 from jaxmu.methods.sisa import SisaConfig, train_shards
-from jaxmu.report._validate import json_safe
+from jaxmu.report import json_safe
 from jaxmu.scenarios import _common as C
 from jaxmu.train import TrainConfig
 from jaxmu.types import Model

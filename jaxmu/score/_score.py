@@ -98,7 +98,7 @@ def _attack_report(rep: dict[str, Any]) -> dict[str, Any]:
 def _fscore(u: np.ndarray, r: np.ndarray, y: np.ndarray, role: np.ndarray, *,
             n_bootstrap: int, confidence: float, seed: int) -> dict[str, Any]:
     from jaxmu.metrics import bootstrap_ci, competition_score, forget_quality, membership_statistic
-    from jaxmu.population._pipelines import fscore_bootstrap_ci
+    from jaxmu.population import fscore_bootstrap_ci
 
     f_, r_, t_ = (np.flatnonzero(role == i) for i in range(3))
     n = min(u.shape[0], r.shape[0])
@@ -205,7 +205,7 @@ class _Attack:
         (refits on resampled references attack worse than the real fit, so a percentile
         interval would sit low).
         """
-        from jaxmu.metrics._lira import _bootstrap_roc, _percentile_ci
+        from jaxmu.metrics import bootstrap_roc, percentile_ci
 
         rng = np.random.default_rng([seed, 11])
         n_t, n = self.t.shape
@@ -220,8 +220,8 @@ class _Attack:
             sc = np.asarray(self.run(refs)["scores"], np.float64) - self.shift
             ok = np.isfinite(sc)
             w = (w_t[:, None] * v_x[None, :]) * ok
-            roc = _bootstrap_roc(np.where(ok, sc, 0.0).reshape(-1, 1), truth,
-                                 ok.reshape(-1, 1), w.reshape(1, -1))
+            roc = bootstrap_roc(np.where(ok, sc, 0.0).reshape(-1, 1), truth,
+                                ok.reshape(-1, 1), w.reshape(1, -1))
             for k, v in roc.items():
                 boot[k][b] = v[0]
             pred = sc > 0
@@ -230,7 +230,7 @@ class _Attack:
                 boot["balanced_accuracy"][b] = 0.5 * ((pw * pred).sum() / pw.sum()
                                                       + (nw * ~pred).sum() / nw.sum())
         alpha = (1 - confidence) / 2
-        return {f"{k}_ci": _percentile_ci(boot[k], alpha, point[k]) for k in _ATTACK_KEYS}
+        return {f"{k}_ci": percentile_ci(boot[k], alpha, point[k]) for k in _ATTACK_KEYS}
 
     def report(self, ref_rows: np.ndarray | None = None, *, n_bootstrap: int = 0,
                confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
@@ -325,7 +325,7 @@ def score_logits(
       ``F * (RA_U / RA_R) * (TA_U / TA_R)`` with retain / test accuracies from the retain
       and test rows (:func:`jaxmu.metrics.forget_quality`,
       :func:`jaxmu.metrics.competition_score`), CIs from
-      :func:`jaxmu.population._pipelines.fscore_bootstrap_ci` (models of both populations
+      :func:`jaxmu.population.fscore_bootstrap_ci` (models of both populations
       resampled). The official F compares populations of equal size: with M unlearned
       and R retrained models it uses the first ``min(M, R)`` of each (the accuracies use
       all). The same numbers as :func:`jaxmu.population.fscore_pipeline` on the same

@@ -182,7 +182,7 @@ def task_hash(arrays: Mapping[str, Any]) -> str:
 def _write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], what: str) -> Path:
     """Writes an uncompressed ``.npz`` atomically: a temporary file beside ``path``,
     flushed to disk and renamed over it (readers see the old file or the new one)."""
-    from jaxmu.io._errors import as_write_error
+    from jaxmu.io import as_write_error
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
@@ -226,23 +226,24 @@ def _check_int(name: str, value: Any, low: int) -> int:
 def _reference_defaults(dataset: str, model: str | None, epochs: int | None,
                         batch_size: int | None, lr: float | None) -> tuple[str, int, int, float,
                                                                           bool]:
-    """The experiment CLI's defaults for a dataset (``experiments/_cli.py``): model,
-    epochs, batch size, learning rate (0.05 on digits, else 0.1) and augmentation (all
-    but digits)."""
-    from experiments._cli import DEFAULTS
-    from jaxmu.data import DATASETS
+    """The dataset's defaults (:data:`jaxmu.data.DATASET_DEFAULTS`, the experiment CLI's)
+    where an argument is None: model, epochs, batch size, learning rate and augmentation.
+    A dataset without defaults (an ``.npz`` file) needs model, epochs and batch size; its
+    learning rate defaults to 0.1 and it is augmented."""
+    from jaxmu.data import DATASET_DEFAULTS, DATASETS
 
     if dataset not in DATASETS and not str(dataset).endswith(".npz"):
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)} or a "
                          f".npz path")
-    d_model, d_epochs, d_batch = DEFAULTS.get(dataset, (None, None, None))
-    if d_model is None and None in (model, epochs, batch_size):
-        raise ValueError(f"dataset {dataset!r} has no default model: give model, epochs and "
-                         f"batch_size")
-    return (model or d_model, d_epochs if epochs is None else epochs,
-            d_batch if batch_size is None else batch_size,
-            (0.05 if dataset == "digits" else 0.1) if lr is None else lr,
-            dataset != "digits")
+    d = DATASET_DEFAULTS.get(dataset)
+    if d is None:
+        if None in (model, epochs, batch_size):
+            raise ValueError(f"dataset {dataset!r} has no default model: give model, epochs "
+                             f"and batch_size")
+        return model, epochs, batch_size, 0.1 if lr is None else lr, True
+    return (model or d.model, d.epochs if epochs is None else epochs,
+            d.batch_size if batch_size is None else batch_size, d.lr if lr is None else lr,
+            d.augment)
 
 
 def export_task(
@@ -277,8 +278,8 @@ def export_task(
     (its train split) and never on its val or test rows.
 
     The reference setting (model, recipe, ``num_models``, ``seed``) defaults to the
-    experiment CLI's per-dataset choice (``experiments/_cli.py``: model, epochs and batch
-    size from ``DEFAULTS``, lr 0.05 on digits and 0.1 otherwise, augmentation on all but
+    experiment CLI's per-dataset choice, :data:`jaxmu.data.DATASET_DEFAULTS` (model,
+    epochs, batch size, lr 0.05 on digits and 0.1 otherwise, augmentation on all but
     digits).
 
     Args:
@@ -288,7 +289,8 @@ def export_task(
         forget_scenario: ``random``, ``classwise:3``, ``red:525``, ``label_skew:0``.
         forget_fraction, val_fraction, split_seed: the split's parameters.
         data_dir: where the dataset's files are (not stored in the task).
-        model: the reference model (a ``--model`` name; default per dataset).
+        model: the reference model (a name of :data:`jaxmu.models.MODELS` or
+            :data:`jaxmu.models.MODEL_VARIANTS`; default per dataset).
         epochs, batch_size, lr: the reference recipe (defaults per dataset).
         num_models: models of the retrained population (at least 2; the F-score compares
             populations of equal size, see :func:`jaxmu.score.score_logits`).
@@ -319,8 +321,7 @@ def export_task(
     batch_size = _check_int("batch_size", batch_size, 1)
     if not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    from experiments._cli import MODEL_VARIANTS
-    from jaxmu._names import MODELS
+    from jaxmu.models import MODEL_VARIANTS, MODELS
 
     if m_name not in (*MODELS, *MODEL_VARIANTS):
         raise ValueError(f"unknown model {m_name!r}; valid: "
@@ -545,8 +546,8 @@ def task_splits(task: Task, data_dir: str | None = None) -> Any:
 
 
 def reference_model(task: Task) -> Any:
-    """The model of jaxmu's retrained population (``experiments._cli.build_model``)."""
-    from experiments._cli import build_model
+    """The model of jaxmu's retrained population (:func:`jaxmu.models.build_model`)."""
+    from jaxmu.models import build_model
 
     shape = tuple(int(s) for s in task.eval_images.shape[1:])
     return build_model(task.model, task.num_classes, shape)

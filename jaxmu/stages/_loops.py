@@ -21,9 +21,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmu.losses._terms import Loss, LossInputs
-from jaxmu.train._batches import epoch_indices, load_batch, ordered_indices, steps_per_epoch
-from jaxmu.train._schedules import cosine, step_decay, triangular
+from jaxmu.losses import Loss, LossInputs
+from jaxmu.train import (
+    cosine,
+    epoch_indices,
+    load_batch,
+    ordered_indices,
+    step_decay,
+    steps_per_epoch,
+    triangular,
+)
 from jaxmu.types import Splits, Stage, UnlearnState
 
 

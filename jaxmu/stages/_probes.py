@@ -13,8 +13,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmu.losses._terms import Loss, LossInputs
-from jaxmu.train._batches import epoch_indices, load_batch, member_order, ordered_indices
+from jaxmu.losses import Loss, LossInputs
+from jaxmu.train import epoch_indices, load_batch, member_order, ordered_indices
 from jaxmu.types import Splits, Stage, UnlearnState
 
 

@@ -21,8 +21,7 @@ import jax
 import numpy as np
 
 from jaxmu.io import IOFault
-from jaxmu.methods import get_method
-from jaxmu.methods._core import MethodDef
+from jaxmu.methods import MethodDef, get_method
 from jaxmu.metrics import retdev, retention
 from jaxmu.sweep._objective import OBJECTIVE_NAMES, objective_values, select_best
 from jaxmu.types import Model, Splits

@@ -29,7 +29,7 @@ from jaxmu.io import (
     save_checkpoint,
     versions,
 )
-from jaxmu.losses._basic import accuracy, cross_entropy
+from jaxmu.losses import accuracy, cross_entropy
 from jaxmu.train._batches import epoch_indices, load_batch, steps_per_epoch
 from jaxmu.train._schedules import epoch_multiplier
 from jaxmu.types import Model, Pool, as_key

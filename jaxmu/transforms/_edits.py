@@ -16,8 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmu.models._base import flat_normal, flat_uniform
-from jaxmu.models._select import ALL, Selector, conv_kernels, path_str
+from jaxmu.models import ALL, Selector, conv_kernels, flat_normal, flat_uniform, path_str
 from jaxmu.types import Splits, Stage, UnlearnState
 
 

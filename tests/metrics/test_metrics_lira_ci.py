@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from jaxmu.metrics import lira, ulira
-from jaxmu.metrics._lira import _bootstrap_roc, summarize
+from jaxmu.metrics import (
+    bootstrap_multiplicities,
+    bootstrap_roc,
+    cluster_index,
+    lira,
+    percentile_ci,
+    ulira,
+)
+from jaxmu.metrics._lira import summarize
 
 ROC_KEYS = ("auc", "best_accuracy", "tpr_at_1fpr", "tpr_at_0.1fpr")
 CI_KEYS = ("balanced_accuracy", *ROC_KEYS)
@@ -35,7 +42,7 @@ def _ties(seed=0, t=10, n=50):
 def test_bootstrap_roc_unit_weights_equal_point_values():
     scores, pos, ok = _ties()
     point = summarize(scores, pos, ok)
-    once = _bootstrap_roc(scores, pos, ok, np.ones((1, scores.shape[0])))
+    once = bootstrap_roc(scores, pos, ok, np.ones((1, scores.shape[0])))
     for k in ROC_KEYS:
         assert once[k][0] == pytest.approx(point[k], abs=1e-12), k
 
@@ -44,7 +51,7 @@ def test_bootstrap_roc_matches_sklearn_weighted_roc():
     scores, pos, ok = _ties(seed=1)
     rng = np.random.default_rng(2)
     w = rng.integers(0, 3, (6, scores.shape[0])).astype(np.float64)
-    got = _bootstrap_roc(scores, pos, ok, w, max_elems=3 * ok.sum())  # 2 chunks
+    got = bootstrap_roc(scores, pos, ok, w, max_elems=3 * ok.sum())  # 2 chunks
     t_idx = np.nonzero(ok)[0]
     for b in range(w.shape[0]):
         fpr, tpr, _ = skm.roc_curve(pos[ok], scores[ok], sample_weight=w[b, t_idx],
@@ -61,8 +68,50 @@ def test_bootstrap_roc_resample_without_a_class_is_nan():
     w[0, 0] = 1.0
     pos = pos.copy()
     pos[0] = True  # the only drawn target has positives only
-    got = _bootstrap_roc(scores, pos, ok, w)
+    got = bootstrap_roc(scores, pos, ok, w)
     assert all(np.isnan(got[k][0]) for k in ROC_KEYS)
+
+
+def test_bootstrap_roc_rejects_bad_inputs():
+    scores, pos, ok = _ties()
+    w = np.ones((2, scores.shape[0]))
+    with pytest.raises(ValueError, match="one \\[T, N\\] shape"):
+        bootstrap_roc(scores, pos[:, :-1], ok, w)
+    with pytest.raises(ValueError, match="boolean mask"):
+        bootstrap_roc(scores, pos, ok.astype(int), w)
+    with pytest.raises(ValueError, match="non-negative weights"):
+        bootstrap_roc(scores, pos, ok, w[:, :-1])
+    with pytest.raises(ValueError, match="non-negative weights"):
+        bootstrap_roc(scores, pos, ok, -w)
+
+
+def test_cluster_index_and_multiplicities_by_hand():
+    inv, g = cluster_index("groups", np.array(["b", "a", "b", "c"]), 4)
+    assert g == 3 and inv.tolist() == [1, 0, 1, 2]  # sorted labels a, b, c
+    inv, g = cluster_index("groups", None, 3)
+    assert g == 3 and inv.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="groups: expected 4 label"):
+        cluster_index("groups", [0, 1], 4)
+    # resample 0 drew units 2, 2, 0; resample 1 drew 1, 0, 1
+    m = bootstrap_multiplicities(np.array([[2, 2, 0], [1, 0, 1]]), 3)
+    assert m.tolist() == [[1.0, 0.0, 2.0], [1.0, 2.0, 0.0]]
+    with pytest.raises(ValueError, match="idx: expected"):
+        bootstrap_multiplicities(np.array([[0, 3, 1]]), 3)
+    with pytest.raises(ValueError, match="idx: expected"):
+        bootstrap_multiplicities(np.array([[0, 1]]), 3)
+
+
+def test_percentile_ci_by_hand():
+    vals = np.array([0.1, 0.2, 0.3, 0.4, 0.5, np.nan])  # NaN resamples are ignored
+    # quantiles 0.25 / 0.5 / 0.75 of 0.1..0.5 (linear): 0.2, 0.3, 0.4
+    assert percentile_ci(vals, 0.25) == pytest.approx((0.2, 0.4))
+    # centred on 0.95: [0.95 - (0.3 - 0.2), 0.95 + (0.4 - 0.3)], clipped to 1
+    assert percentile_ci(vals, 0.25, 0.95) == pytest.approx((0.85, 1.0))
+    assert all(np.isnan(percentile_ci(np.array([np.nan]), 0.025)))
+    with pytest.raises(ValueError, match="alpha"):
+        percentile_ci(vals, 0.6)
+    with pytest.raises(ValueError, match="1-D"):
+        percentile_ci(vals[None], 0.25)
 
 
 def test_ulira_ci_for_every_aggregate_metric():

@@ -399,3 +399,21 @@ def test_selectors_are_static_values():
     # usable as a static jit argument
     f = jax.jit(lambda sel, x: x + len(sel.describe()), static_argnums=0)
     assert float(f(a, 1.0)) == 1.0 + len(a.describe())
+
+
+def test_flat_initializers_equal_the_plain_draws():
+    key = jax.random.PRNGKey(3)
+    shape = (3, 3, 4, 8)
+    np.testing.assert_array_equal(jm.flat_normal(key, shape), jax.random.normal(key, shape))
+    np.testing.assert_array_equal(jm.flat_uniform(key, shape, jnp.float32, -0.5, 0.5),
+                                  jax.random.uniform(key, shape, jnp.float32, -0.5, 0.5))
+    # PyTorch's kaiming_uniform(a=sqrt(5)): U(-b, b), b = 1/sqrt(fan_in), fan_in = 3*3*4
+    k = jm.torch_default_kernel_init(key, shape)
+    bound = 1.0 / np.sqrt(36.0)
+    np.testing.assert_allclose(k, jax.random.uniform(key, shape, jnp.float32, -1.0) * bound,
+                               rtol=1e-6)
+    assert float(jnp.max(jnp.abs(k))) <= bound
+    with pytest.raises(ValueError, match="shape: expected non-negative integer sizes"):
+        jm.flat_normal(key, (2, -1))
+    with pytest.raises(ValueError, match="at least 2 axes"):
+        jm.torch_default_kernel_init(key, (4,))

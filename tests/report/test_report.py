@@ -13,7 +13,9 @@ import stat
 import pytest
 
 from jaxmu.report import (
+    agg_figure,
     csv_rows,
+    json_safe,
     ranking_table_markdown,
     rte_table_markdown,
     validate_study,
@@ -374,3 +376,28 @@ def test_recipes_commands_round_trip_through_parse_hp():
     assert hp == study["methods"]["scrub"]["hparams"]
     assert "| scrub | epochs=3, faithful=False, lr=0.001568, selection=replay | 2 trials, " \
            "seed 0, trial 1, score 0.25 |" in md
+
+
+def test_agg_figure_is_off_pyplot_and_validates(tmp_path):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    fig = agg_figure(2.0, 1.5, layout="constrained")
+    fig.add_subplot().plot([0, 1], [1, 0])
+    fig.savefig(tmp_path / "f.png", format="png")
+    assert (tmp_path / "f.png").read_bytes()[:8] == PNG_MAGIC
+    assert tuple(fig.get_size_inches()) == (2.0, 1.5)
+    assert plt.get_fignums() == before  # not registered with pyplot
+    with pytest.raises(ValueError, match="width: expected a positive number"):
+        agg_figure(0, 1.0)
+    with pytest.raises(ValueError, match="layout"):
+        agg_figure(1.0, 1.0, layout="grid")
+
+
+def test_json_safe_by_hand():
+    import numpy as np
+
+    out = json_safe({"a": np.float32(1.5), "b": [NAN, math.inf], 3: np.arange(2)}, "x")
+    assert out == {"a": 1.5, "b": [None, None], "3": [0, 1]}
+    with pytest.raises(ValueError, match="x: keys must be strings"):
+        json_safe({(1, 2): 0}, "x")
