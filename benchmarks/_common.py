@@ -316,10 +316,10 @@ def finish(result: dict[str, Any], text: str, args: argparse.Namespace, stem: st
     ``DIR/<stem>.json``; with ``--json`` prints the result as the last stdout line."""
     print(text, flush=True)
     if getattr(args, "out", None) is not None:
-        from jaxmu.io import write_json
+        from jaxmu.io import write_json, write_text
 
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"{stem}.md").write_text(text + "\n")
+        write_text(args.out / f"{stem}.md", text + "\n")
         write_json(args.out / f"{stem}.json", _finite(result))
     emit(result, args.json)
     return 0

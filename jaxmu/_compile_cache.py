@@ -16,13 +16,32 @@ The cache is trusted code: do not point it at a directory others may write to (s
 ``set_cache_dir``). Its keys hold the program, the jax/jaxlib version, the backend and the
 XLA flags, so a stale entry is never loaded for a different setting; the directory may be
 deleted at any time.
+
+Entries check themselves. jax writes an entry with a plain ``write_bytes`` (a killed or
+failed write leaves a truncated file that every later run trips over) and trusts what it
+reads. Inside :func:`compile_cache`, jaxmu replaces jax's file cache by
+:class:`VerifiedFileCache`: each entry ``<key>-cache`` starts with a header holding the
+length and SHA-256 of jax's bytes, and is written to a temporary file that is renamed into
+place (a reader sees the whole entry or none). Every read checks the header; an entry that
+fails (a flipped bit, a truncated or emptied file) is never handed to jax: it is renamed to
+``<key>-cache.corrupt-<UTC time>`` with one :class:`jaxmu.io.CorruptCompileCacheWarning`
+line naming it, and the program is compiled again and stored afresh. Entries without the
+header (written by jax itself or by jaxmu before this format) are removed quietly and
+recompiled once. The directory is therefore not meant to be shared with jax used without
+jaxmu (jax cannot read the header; point ``JAX_COMPILATION_CACHE_DIR`` elsewhere). jax's
+``jax_compilation_cache_max_size`` (eviction) does not apply to it: it grows until deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import os
+import secrets
+import socket
+import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -73,8 +92,9 @@ def compile_cache(path: str | os.PathLike | None) -> Iterator[Path | None]:
     """Keeps every executable XLA compiles inside the block in the directory ``path``.
 
     Sets jax's persistent cache to ``path`` with no minimum compile time and no minimum
-    entry size (so small programs are kept too; a cache hit costs a file read), and on exit
-    restores the previous settings. ``path=None`` does nothing. Programs compiled before
+    entry size (so small programs are kept too; a cache hit costs a file read), with
+    self-checking entries (:class:`VerifiedFileCache`), and on exit restores the previous
+    settings. ``path=None`` does nothing. Programs compiled before
     the block and still in jax's in-memory caches are not written.
 
     Args:
@@ -95,12 +115,154 @@ def compile_cache(path: str | os.PathLike | None) -> Iterator[Path | None]:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no minimum
+    _install(path)
     try:
         yield path
     finally:
         for k, v in before.items():
             jax.config.update(k, v)
         cc.reset_cache()
+
+
+_MAGIC = b"jaxmu-xla-sha256\n"
+_HEADER = len(_MAGIC) + 8 + 32  # magic, payload length (big-endian), SHA-256 of the payload
+_SUFFIX = "-cache"  # jax's name of an entry: <key>-cache
+_FOREIGN = "no jaxmu header"
+
+
+def pack_entry(value: bytes) -> bytes:
+    """An entry's bytes as stored: the header (magic, length, SHA-256) then ``value``."""
+    value = bytes(value)
+    return _MAGIC + len(value).to_bytes(8, "big") + hashlib.sha256(value).digest() + value
+
+
+def unpack_entry(data: bytes) -> tuple[bytes | None, str | None]:
+    """Checks a stored entry against its header.
+
+    Returns:
+        ``(value, None)`` for an intact entry; ``(None, reason)`` otherwise, where the
+        reason is ``"no jaxmu header"`` for a file that does not start like one (written by
+        jax itself or an older jaxmu), else what is wrong (empty, truncated, checksum).
+    """
+    if not data:
+        return None, "empty file"
+    head = data[:len(_MAGIC)]
+    if head != _MAGIC[:len(head)]:
+        return None, _FOREIGN
+    if len(data) < _HEADER:
+        return None, f"truncated inside its header ({len(data)} bytes)"
+    n = int.from_bytes(data[len(_MAGIC):len(_MAGIC) + 8], "big")
+    value = data[_HEADER:]
+    if len(value) != n:
+        return None, f"{'truncated' if len(value) < n else 'too long'}: {len(value)} of {n} bytes"
+    if hashlib.sha256(value).digest() != data[len(_MAGIC) + 8:_HEADER]:
+        return None, "checksum mismatch"
+    return value, None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class VerifiedFileCache:
+    """jax's persistent compilation cache as self-checking, atomically written files.
+
+    Stands in for jax's file cache (``jax._src.lru_cache.LRUCache``) inside
+    :func:`compile_cache`; jax calls :meth:`get` and :meth:`put` with its cache keys and
+    its (compressed) executables. Entries keep jax's names (``<key>-cache``); their content
+    is :func:`pack_entry` of jax's bytes.
+
+    Args:
+        path: the cache directory (created if missing). Temporary files of writers that
+            died on this host (``.<key>-cache.<pid>-<host>-<token>.tmp``) are removed.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self._path = Path(path)
+        self._path.mkdir(parents=True, exist_ok=True)
+        self._host = socket.gethostname()
+        for tmp in self._path.glob(".*.tmp"):
+            parts = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1].split("-", 2)  # pid, host, token
+            if (len(parts) == 3 and parts[0].isdigit() and parts[1] == self._host
+                    and not _alive(int(parts[0]))):
+                tmp.unlink(missing_ok=True)
+
+    def _file(self, key: str) -> Path:
+        if not key or "/" in key:
+            raise ValueError(f"invalid cache key {key!r}")
+        return self._path / f"{key}{_SUFFIX}"
+
+    def get(self, key: str) -> bytes | None:
+        """jax's bytes for ``key``, or ``None`` when absent or bad (a bad entry is moved
+        aside with one warning line, a foreign one removed; jax then compiles anew)."""
+        f = self._file(key)
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            self._set_aside(f, f"unreadable: {e.strerror or e}")
+            return None
+        value, reason = unpack_entry(data)
+        if reason == _FOREIGN:
+            f.unlink(missing_ok=True)
+        elif reason is not None:
+            self._set_aside(f, reason)
+        return value
+
+    def put(self, key: str, value: bytes) -> None:
+        """Stores ``value`` under ``key`` unless an entry exists: written to a temporary
+        file beside it and renamed into place, so no reader ever sees a part of it."""
+        f = self._file(key)
+        if f.exists():
+            return
+        tmp = f.with_name(f".{f.name}.{os.getpid()}-{self._host}-{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(pack_entry(value))
+            os.replace(tmp, f)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _set_aside(self, f: Path, reason: str) -> None:
+        from jaxmu.io import CorruptCompileCacheWarning
+
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = f.with_name(f"{f.name}.corrupt-{stamp}-{secrets.token_hex(2)}")
+        try:
+            os.rename(f, dest)
+        except FileNotFoundError:  # another process moved it already
+            return
+        except OSError as e:
+            warnings.warn(f"corrupt compiled-program cache entry {f} ({reason}) cannot be "
+                          f"moved aside ({e.strerror}); compiling the program anew (delete "
+                          "it)", CorruptCompileCacheWarning, stacklevel=3)
+            return
+        warnings.warn(f"corrupt compiled-program cache entry {f} ({reason}) moved aside "
+                      f"(renamed to end in {dest.name[len(f.name):]}); compiling the program "
+                      "anew", CorruptCompileCacheWarning, stacklevel=3)
+
+
+def _install(path: Path) -> bool:
+    """Makes jax use a :class:`VerifiedFileCache` at ``path`` (its cache settings are
+    already set, its cache reset). Returns False on a jax whose internals differ (its own
+    cache then opens as usual, unverified)."""
+    try:
+        from jax._src import compilation_cache as _cc
+
+        with _cc._cache_initialized_mutex:
+            _cc._cache = VerifiedFileCache(path)
+            _cc._cache_initialized = True
+    except (ImportError, AttributeError):
+        return False
+    return True
 
 
 @contextlib.contextmanager

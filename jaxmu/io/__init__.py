@@ -1,4 +1,4 @@
-"""Self-checking checkpoints (orbax), cache keys and locks, result files and provenance.
+"""Self-checking checkpoints, cache keys and locks, result files and provenance.
 
 The lowest layer of jaxmu: it imports no other jaxmu package (only :mod:`jaxmu.types`). The
 model cache built on it is :func:`jaxmu.train.cached_fit`.
@@ -23,17 +23,19 @@ from jaxmu.io._checkpoint import (
 from jaxmu.io._errors import (
     CorruptCheckpointError,
     CorruptCheckpointWarning,
+    CorruptCompileCacheWarning,
     IOFault,
     WriteFailedError,
     as_write_error,
 )
 from jaxmu.io._lock import entry_lock
-from jaxmu.io._provenance import provenance, versions, write_json
+from jaxmu.io._provenance import provenance, versions, write_json, write_text
 
 __all__ = [
     "MANIFEST",
     "CorruptCheckpointError",
     "CorruptCheckpointWarning",
+    "CorruptCompileCacheWarning",
     "IOFault",
     "WriteFailedError",
     "as_write_error",
@@ -51,4 +53,5 @@ __all__ = [
     "verify_step",
     "versions",
     "write_json",
+    "write_text",
 ]

@@ -398,7 +398,21 @@ def save_checkpoint(
     if max_to_keep is not None:
         for old in _steps(directory)[max(int(max_to_keep), 1):]:
             if old != step:
-                shutil.rmtree(directory / str(old), ignore_errors=True)
+                _remove_step(directory, old)
+
+
+def _remove_step(directory: Path, step: int) -> None:
+    """Deletes a step without ever leaving a partial one: it is first renamed to a
+    temporary name (atomic), then removed; a writer killed in between leaves a temporary
+    that the next save removes."""
+    doomed = directory / (f"{_TMP}{step}-{secrets.token_hex(4)}-{os.getpid()}-"
+                          f"{socket.gethostname()}")
+    try:
+        os.rename(directory / str(step), doomed)
+    except OSError:
+        return
+    _VERIFIED.pop(str(directory / str(step)), None)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def restore_checkpoint(

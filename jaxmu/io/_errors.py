@@ -47,6 +47,13 @@ class CorruptCheckpointWarning(UserWarning):
     will be rebuilt; the message is one line naming it."""
 
 
+class CorruptCompileCacheWarning(CorruptCheckpointWarning):
+    """A corrupt entry of the persistent XLA compilation cache was moved aside
+    (``<key>-cache.corrupt-<time>``) and its program is compiled anew; one line naming it.
+    A subclass of :class:`CorruptCheckpointWarning`, so whatever shows or filters corrupt
+    cache entries (the CLI's one-line ``warning:``) covers it."""
+
+
 _OS_CODE = re.compile(r"os_error_code='?(\d+)")
 _KNOWN = (_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EACCES, _errno.EPERM,
           _errno.EIO, _errno.EFBIG)
@@ -54,8 +61,8 @@ _KNOWN = (_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EACCES, _errno.EPER
 
 def write_errno(exc: BaseException) -> int | None:
     """The operating-system error code behind a failed write, or ``None`` if ``exc`` is not
-    one: an ``OSError``'s errno, or the code tensorstore (orbax's writer) puts in the text of
-    its ``ValueError`` (``... No space left on device [os_error_code='28']``)."""
+    one: an ``OSError``'s errno, or the code a C++ writer such as tensorstore puts in the
+    text of its ``ValueError`` (``... No space left on device [os_error_code='28']``)."""
     if isinstance(exc, OSError):
         return exc.errno or None
     if not isinstance(exc, (ValueError, RuntimeError)):

@@ -7,12 +7,10 @@ import importlib.metadata
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
-             "scikit-learn", "jaxmu")
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "numpy", "scikit-learn", "jaxmu")
 
 
 def versions() -> dict[str, str]:
@@ -56,33 +54,75 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Writes JSON atomically: to a temporary file beside ``path``, flushed to disk, then
-    renamed over ``path``, so readers see the old file or the new one, never a part.
+def _remove_dead_temps(path: Path) -> None:
+    """Removes temporaries of ``path`` left by writers on this host that died mid-write."""
+    import glob
+    import socket
 
-    Raises:
-        TypeError: ``obj`` holds something not JSON-serialisable (nothing is written).
-        WriteFailedError: the disk is full (or read-only, ...): one line naming ``path``;
-            the previous file, if any, is kept.
-    """
+    from jaxmu.io._checkpoint import _alive
+
+    host = socket.gethostname()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid, _, rest = tmp.name[len(path.name) + 2:-len(".tmp")].partition("-")
+        if pid.isdigit() and rest.rpartition("-")[0] == host and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _write_atomically(path: str | os.PathLike, write, what: str) -> Path:
+    """Calls ``write(file)`` on a temporary file beside ``path`` (named
+    ``.<name>.<pid>-<host>-<token>.tmp``), flushes it to disk and renames it over ``path``;
+    on any error removes it and raises (a disk fault as :class:`WriteFailedError`)."""
+    import secrets
+    import socket
+
     from jaxmu.io._errors import as_write_error
 
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=_default)
-            f.write("\n")
+        _remove_dead_temps(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{socket.gethostname()}-"
+                             f"{secrets.token_hex(4)}.tmp")
+        with open(tmp, "x", encoding="utf-8") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        err = as_write_error(e, path, "result file")
+            tmp.unlink(missing_ok=True)
+        err = as_write_error(e, path, what)
         if err is e:
             raise
         raise err from e
     return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Writes JSON atomically: to a temporary file beside ``path``, flushed to disk, then
+    renamed over ``path``, so readers see the old file or the new one, never a part.
+    Temporaries left by writers of ``path`` that were killed are removed.
+
+    Raises:
+        TypeError: ``obj`` holds something not JSON-serialisable (nothing is written).
+        WriteFailedError: the disk is full (or read-only, ...): one line naming ``path``;
+            the previous file, if any, is kept.
+    """
+    def write(f):
+        json.dump(obj, f, indent=2, sort_keys=True, default=_default)
+        f.write("\n")
+
+    return _write_atomically(path, write, "result file")
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes a text file (UTF-8) atomically, like :func:`write_json`.
+
+    Raises:
+        TypeError: ``text`` is not a string (nothing is written).
+        WriteFailedError: as for :func:`write_json`.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    return _write_atomically(path, lambda f: f.write(text), "result file")

@@ -1,4 +1,4 @@
-"""Checkpoints (orbax) and result files: roundtrip, latest step, atomic JSON."""
+"""Checkpoints and result files: roundtrip, latest step, atomic JSON and text."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from jaxmu.io import (
     save_checkpoint,
     versions,
     write_json,
+    write_text,
 )
 
 
@@ -103,12 +104,79 @@ def test_write_json_failure_leaves_no_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["old.json"]
 
 
+def test_write_text_is_atomic_and_refuses_non_text(tmp_path):
+    out = tmp_path / "report.md"
+    assert write_text(out, "# ä\n") == out and out.read_text(encoding="utf-8") == "# ä\n"
+    with pytest.raises(TypeError, match="must be a str"):
+        write_text(out, b"bytes")
+    assert out.read_text(encoding="utf-8") == "# ä\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_temporaries_of_killed_writers_are_removed(tmp_path):
+    """A writer killed between creating its temporary and the rename leaves
+    ``.<name>.<pid>-<host>-<token>.tmp``; the next write of the same file removes those of
+    dead processes on this host and keeps a live writer's and other files' temporaries."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    names = [f".r.json.{dead.pid}-{host}-00aa.tmp",  # dead writer of r.json: removed
+             f".r.json.{os.getpid()}-{host}-00bb.tmp",  # a live one: kept
+             f".r.json.{dead.pid}-elsewhere-00cc.tmp",  # another host's: kept
+             f".other.json.{dead.pid}-{host}-00dd.tmp"]  # another file's: kept
+    for n in names:
+        (tmp_path / n).write_text("{ half")
+    write_json(tmp_path / "r.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:] + ["r.json"])
+
+
 def test_versions_and_provenance():
     v = versions()
-    for k in ("python", "jax", "flax", "optax", "orbax-checkpoint", "numpy"):
+    for k in ("python", "jax", "flax", "optax", "numpy"):
         assert isinstance(v[k], str) and v[k]
+    assert "orbax-checkpoint" not in v  # no longer a dependency
     p = provenance()
     assert p["backend"] in ("cpu", "gpu", "tpu", "cuda", "rocm")
     assert p["device_count"] == len(p["devices"]) >= 1
     assert p["time_utc"].endswith("+00:00")
     json.dumps(p)  # serialisable as is
+
+
+def test_pruning_old_steps_never_leaves_a_partial_step(tmp_path, monkeypatch):
+    """A process killed while deleting a step beyond ``max_to_keep`` (here: the deletion
+    stops after one file) leaves no partial step: the step is renamed to a temporary name
+    first, and the next save removes what is left of it."""
+    import shutil
+
+    from jaxmu.io import _checkpoint as ck
+    from jaxmu.io import verify_step
+
+    d = tmp_path / "ck"
+    save_checkpoint(d, 1, _tree(1))
+    save_checkpoint(d, 2, _tree(2))
+
+    rmtree = shutil.rmtree
+
+    def killed_midway(path, ignore_errors=False):
+        files = [p for p in Path(path).rglob("*") if p.is_file()]
+        if not files:  # the save's own emptied temporary directory
+            return rmtree(path, ignore_errors=ignore_errors)
+        files[0].unlink()
+        raise KeyboardInterrupt  # stands for SIGKILL: nothing after this runs
+
+    monkeypatch.setattr(shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(d, 3, _tree(3))  # prunes step 1
+    monkeypatch.undo()
+    steps = sorted(p.name for p in d.iterdir() if p.name.isdigit())
+    assert steps == ["2", "3"] and all(verify_step(d / s) is None for s in steps)
+    leftovers = [p for p in d.iterdir() if p.name.startswith(ck._TMP)]
+    assert len(leftovers) == 1  # what the killed deletion left, under a temporary name
+    monkeypatch.setattr(ck, "_alive", lambda pid: False)  # as after the kill
+    save_checkpoint(d, 4, _tree(4))
+    assert sorted(p.name for p in d.iterdir()) == ["3", "4"]
