@@ -160,16 +160,6 @@ def unpack_entry(data: bytes) -> tuple[bytes | None, str | None]:
     return value, None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class VerifiedFileCache:
     """jax's persistent compilation cache as self-checking, atomically written files.
 
@@ -184,13 +174,15 @@ class VerifiedFileCache:
     """
 
     def __init__(self, path: str | os.PathLike):
+        from jaxmu.io import pid_alive
+
         self._path = Path(path)
         self._path.mkdir(parents=True, exist_ok=True)
         self._host = socket.gethostname()
         for tmp in self._path.glob(".*.tmp"):
             parts = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1].split("-", 2)  # pid, host, token
             if (len(parts) == 3 and parts[0].isdigit() and parts[1] == self._host
-                    and not _alive(int(parts[0]))):
+                    and not pid_alive(int(parts[0]))):
                 tmp.unlink(missing_ok=True)
 
     def _file(self, key: str) -> Path:

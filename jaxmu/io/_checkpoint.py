@@ -304,7 +304,9 @@ def _read_tree(step_dir: Path, like: Any) -> Any:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a process of another user counts as
+    alive): used to tell a killed writer's leftover temporary files from a live one's."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -323,7 +325,7 @@ def _remove_dead_temps(directory: Path) -> None:
         if len(parts) != 4 or parts[3] != host or not parts[2].isdigit():
             continue
         pid = int(parts[2])
-        if (pid == me and str(p) not in _WRITING) or (pid != me and not _alive(pid)):
+        if (pid == me and str(p) not in _WRITING) or (pid != me and not pid_alive(pid)):
             shutil.rmtree(p, ignore_errors=True)
 
 

@@ -59,12 +59,12 @@ def _remove_dead_temps(path: Path) -> None:
     import glob
     import socket
 
-    from jaxmu.io._checkpoint import _alive
+    from jaxmu.io._checkpoint import pid_alive
 
     host = socket.gethostname()
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid, _, rest = tmp.name[len(path.name) + 2:-len(".tmp")].partition("-")
-        if pid.isdigit() and rest.rpartition("-")[0] == host and not _alive(int(pid)):
+        if pid.isdigit() and rest.rpartition("-")[0] == host and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -161,6 +162,18 @@ def _results_json(study: Mapping) -> dict[str, Any]:
     return out
 
 
+def _remove_dead_temps(out_dir: Path) -> None:
+    """Removes the temporary directories ``.<name>.tmp-<pid>-<host>-<token>`` that writers of
+    ``out_dir`` killed on this host left behind (a live writer's are kept)."""
+    from jaxmu.io import pid_alive
+
+    host = socket.gethostname()
+    for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid, _, rest = tmp.name[len(f".{out_dir.name}.tmp-"):].partition("-")
+        if pid.isdigit() and rest.rpartition("-")[0] == host and not pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
     """Writes report.md, results.csv, results.json and PNG figures into ``out_dir``.
 
@@ -231,8 +244,10 @@ def write_dir_atomically(out_dir: str | os.PathLike,
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir: {str(out_dir)!r} exists and is not a directory")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temps(out_dir)
     # mkdir (not mkdtemp, which makes it 0o700): a new out_dir gets the usual umask mode.
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp = out_dir.parent / (f".{out_dir.name}.tmp-{os.getpid()}-{socket.gethostname()}-"
+                            f"{uuid.uuid4().hex[:12]}")
     tmp.mkdir()
     try:
         names, stale = build(tmp)
