@@ -109,3 +109,34 @@ def positive_scalar(name: str, x: Any) -> float:
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name}: expected a finite positive number, got {v}")
     return v
+
+
+def logits_layout(name: str, z: np.ndarray, n: int, augmented: bool | None) -> bool:
+    """Whether logits ``z`` for ``n`` labelled examples are ``[..., n, A, C]`` (augmented
+    views, True) or ``[..., n, C]`` (False).
+
+    Args:
+        name: the argument's name, for messages.
+        z: the logits array.
+        n: the number of labels.
+        augmented: the caller's answer, or None to infer it from the shape.
+
+    Raises:
+        ValueError: the shape fits neither layout, fits both with ``augmented`` unset
+            (ambiguous: pass ``augmented=``), or not the layout requested.
+    """
+    plain = z.shape[-2] == n
+    aug = z.ndim >= 3 and z.shape[-3] == n
+    if augmented is None:
+        if plain and aug:
+            raise ValueError(f"{name}: shape {z.shape} with {n} labels is ambiguous (it fits "
+                             f"both [..., N, C] and [..., N, A, C]): pass augmented=True or "
+                             f"False")
+        augmented = aug and not plain
+    if augmented and not aug:
+        raise ValueError(f"{name}: expected [..., N={n}, A, C] with augmentations, got shape "
+                         f"{z.shape}")
+    if not augmented and not plain:
+        raise ValueError(f"{name}: expected [..., N={n}, C] (or [..., N, A, C]), got shape "
+                         f"{z.shape}")
+    return bool(augmented)

@@ -106,19 +106,7 @@ def margins(
     if lab.ndim != 1:
         raise ValueError(f"labels: expected [N] labels, got shape {lab.shape}")
     n = lab.shape[0]
-    plain = z.shape[-2] == n
-    aug = z.ndim >= 3 and z.shape[-3] == n
-    if augmented is None:
-        if plain and aug:
-            raise ValueError(f"logits shape {z.shape} with {n} labels is ambiguous: pass "
-                             f"augmented=True or False")
-        augmented = not plain
-    if augmented and not aug:
-        raise ValueError(f"logits: expected [..., {n}, A, C] with augmentations, got shape "
-                         f"{z.shape}")
-    if not augmented and not plain:
-        raise ValueError(f"logits: expected [..., {n}, C] (or [..., {n}, A, C]), got shape "
-                         f"{z.shape}")
+    augmented = _checks.logits_layout("logits", z, n, augmented)
     lab = _checks.as_labels("labels", lab, z.shape[-1], n)
     lab_b = lab[:, None] if augmented else lab
     if kind == "lse":

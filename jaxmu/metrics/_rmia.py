@@ -84,19 +84,7 @@ def rmia_signal(
     if lab.ndim != 1:
         raise ValueError(f"labels: expected 1-D [N] labels, got shape {lab.shape}")
     n = lab.shape[0]
-    plain = z.shape[-2] == n
-    aug = z.ndim >= 3 and z.shape[-3] == n
-    if augmented is None:
-        if plain and aug:
-            raise ValueError(f"logits: shape {z.shape} fits both [..., N, C] and [..., N, A, C] "
-                             f"for N={n}; pass augmented=True or False")
-        augmented = aug and not plain
-    if augmented and not aug:
-        raise ValueError(f"logits: expected [..., N={n}, A, C] with augmented=True, got shape "
-                         f"{z.shape}")
-    if not augmented and not plain:
-        raise ValueError(f"logits: expected [..., N={n}, C] or [..., N, A, C], got shape "
-                         f"{z.shape}")
+    augmented = _checks.logits_layout("logits", z, n, augmented)
     lab_b = _checks.broadcast_labels("labels", lab[:, None] if augmented else lab, z.shape)
     zt = z / temp
     logp = np.take_along_axis(zt, lab_b[..., None], axis=-1)[..., 0] - special.logsumexp(
