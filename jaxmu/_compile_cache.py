@@ -169,16 +169,16 @@ class VerifiedFileCache:
     is :func:`pack_entry` of jax's bytes.
 
     Args:
-        path: the cache directory (created if missing). Temporary files of writers that
-            died on this host (``.<key>-cache.<pid>-<host>-<token>.tmp``) are removed.
+        path: the cache directory (created by the first :meth:`put`). Temporary files of
+            writers that died on this host (``.<key>-cache.<pid>-<host>-<token>.tmp``) are
+            removed.
     """
 
     def __init__(self, path: str | os.PathLike):
         from jaxmu.io import pid_alive
 
-        self._path = Path(path)
-        self._path.mkdir(parents=True, exist_ok=True)
-        self._host = socket.gethostname()
+        self._path = Path(path)  # created by the first put: a run that fails before
+        self._host = socket.gethostname()  # compiling anything leaves no directory
         for tmp in self._path.glob(".*.tmp"):
             parts = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1].split("-", 2)  # pid, host, token
             if (len(parts) == 3 and parts[0].isdigit() and parts[1] == self._host
@@ -216,6 +216,7 @@ class VerifiedFileCache:
             return
         tmp = f.with_name(f".{f.name}.{os.getpid()}-{self._host}-{secrets.token_hex(4)}.tmp")
         try:
+            self._path.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as fh:
                 fh.write(pack_entry(value))
             os.replace(tmp, f)
