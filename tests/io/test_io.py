@@ -177,6 +177,6 @@ def test_pruning_old_steps_never_leaves_a_partial_step(tmp_path, monkeypatch):
     assert steps == ["2", "3"] and all(verify_step(d / s) is None for s in steps)
     leftovers = [p for p in d.iterdir() if p.name.startswith(ck._TMP)]
     assert len(leftovers) == 1  # what the killed deletion left, under a temporary name
-    monkeypatch.setattr(ck, "_alive", lambda pid: False)  # as after the kill
+    monkeypatch.setattr(ck, "pid_alive", lambda pid: False)  # as after the kill
     save_checkpoint(d, 4, _tree(4))
     assert sorted(p.name for p in d.iterdir()) == ["3", "4"]
