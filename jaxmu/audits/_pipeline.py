@@ -180,27 +180,30 @@ def _target_rows(runs: DesignRuns, cfg: AuditConfig) -> int:
 
 def audit_rmia(runs: DesignRuns, originals: DesignRuns, cfg: AuditConfig,
                shadow_rows: Any = None, original_rows: Any = None,
-               n_bootstrap: int | None = None) -> dict[str, Any]:
-    """RMIA membership on the target originals and U-RMIA on the target runs."""
+               n_bootstrap: int | None = None, signals: Any = None,
+               target_mask: Any = None) -> dict[str, Any]:
+    """RMIA membership on the target originals and U-RMIA on the target runs.
+
+    ``signals`` (``(originals, runs)`` true-label probabilities) and ``target_mask`` (the
+    target pairs) let the shadow curve compute them once for all its subsets."""
     from jaxmu.metrics import rmia, u_rmia
 
     nb = cfg.n_bootstrap if n_bootstrap is None else n_bootstrap
     online = not cfg.rmia_offline
     kw = dict(online=online, offline_a=cfg.rmia_a, gamma=cfg.rmia_gamma, n_bootstrap=nb,
               seed=cfg.seed)
-    p_o = _signal(originals)
+    p_o, p = (_signal(originals), _signal(runs)) if signals is None else signals
     t0 = originals.num_runs - cfg.targets
     n_ref = t0 if cfg.rmia_references is None else cfg.rmia_references
     ro = np.arange(n_ref) if original_rows is None else np.asarray(original_rows)
     m = originals.member
     mem = rmia(p_o[ro], m[ro], ~m[ro], p_o[t0:], m[t0:], target_groups=originals.groups[t0:],
                reference_groups=originals.groups[ro] if nb else None, **kw)
-    p = _signal(runs)
     n_sh = _target_rows(runs, cfg)
     if shadow_rows is None:
         shadow_rows = np.flatnonzero(runs.groups[:n_sh] < n_ref)
     rows = np.asarray(shadow_rows)
-    tmask = target_pairs(runs, n_sh, cfg.seed)
+    tmask = target_pairs(runs, n_sh, cfg.seed) if target_mask is None else target_mask
     unl = u_rmia(p[rows], runs.forget[rows], runs.unseen[rows], p[n_sh:],
                  runs.forget[n_sh:] & tmask, runs.unseen[n_sh:] & tmask,
                  z_mask=runs.unseen[n_sh:], target_groups=runs.groups[n_sh:],
@@ -233,6 +236,11 @@ def audit_shadow_curve(runs: DesignRuns, originals: DesignRuns,
                                    originals.y if originals.logits.ndim == 3
                                    else originals.y[:, None])
     m = originals.member
+    # computed once for every subset of shadows (the attacks only refit on other rows)
+    u_stats = membership_statistic(runs.logits, runs.y if runs.logits.ndim == 3
+                                   else runs.y[:, None])
+    tmask = target_pairs(runs, n_sh, cfg.seed)
+    signals = (_signal(originals), _signal(runs))
     table: dict[str, dict[str, list]] = {a: {"shadows": [], "auc": [], "auc_lo": [],
                                              "auc_hi": [], "tpr_at_1fpr": [],
                                              "accuracy": [], "failed": []}
@@ -246,7 +254,8 @@ def audit_shadow_curve(runs: DesignRuns, originals: DesignRuns,
             try:
                 res["ulira"] = ulira_from_runs(runs, num_targets=cfg.targets, n_bootstrap=0,
                                                seed=cfg.seed, bootstrap_fits=False,
-                                               shadow_rows=rows)
+                                               shadow_rows=rows, stats=u_stats,
+                                               target_mask=tmask)
             except ValueError:
                 res["ulira"] = None
             try:
@@ -256,7 +265,7 @@ def audit_shadow_curve(runs: DesignRuns, originals: DesignRuns,
                 res["lira"] = None
             try:
                 r = audit_rmia(runs, originals, cfg, shadow_rows=rows, original_rows=chosen,
-                               n_bootstrap=0)
+                               n_bootstrap=0, signals=signals, target_mask=tmask)
                 res["rmia"], res["urmia"] = r["membership"], r["unlearning"]
             except ValueError:
                 res["rmia"] = res["urmia"] = None

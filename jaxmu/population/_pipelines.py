@@ -612,17 +612,23 @@ def target_pairs(runs: DesignRuns, first_target: int, seed: int = 0) -> np.ndarr
 
 def ulira_from_runs(runs: DesignRuns, *, num_targets: int, statistic: str = "confidence",
                     online: bool = True, n_bootstrap: int = 200, seed: int = 0,
-                    bootstrap_fits: bool = True, shadow_rows: Any = None) -> dict[str, Any]:
+                    bootstrap_fits: bool = True, shadow_rows: Any = None,
+                    stats: Any = None, target_mask: Any = None) -> dict[str, Any]:
     """U-LiRA on the runs of a design population: the runs of the last ``num_targets``
     originals are the targets (scoring :func:`target_pairs`), the others (or the rows
     ``shadow_rows`` of them) fit the per-example Gaussians; H1 = runs that forgot x,
-    H0 = runs whose original never saw x. See :func:`ulira_pipeline`."""
-    y = runs.y if runs.logits.ndim == 3 else runs.y[:, None]
-    stats = membership_statistic(np.asarray(runs.logits), y, kind=statistic)
+    H0 = runs whose original never saw x. See :func:`ulira_pipeline`.
+
+    ``stats`` and ``target_mask`` take the membership statistics and target pairs of an
+    earlier call (its ``"stats"`` / ``"target_mask"``), so callers that re-evaluate the
+    attack on many subsets of shadows compute them once."""
+    if stats is None:
+        y = runs.y if runs.logits.ndim == 3 else runs.y[:, None]
+        stats = membership_statistic(np.asarray(runs.logits), y, kind=statistic)
     h1, h0 = runs.forget, runs.unseen
     k_f = int(np.sum(runs.groups == runs.groups[0]))
     n_sh = runs.num_runs - num_targets * k_f
-    tmask = target_pairs(runs, n_sh, seed)
+    tmask = target_pairs(runs, n_sh, seed) if target_mask is None else target_mask
     rows = np.arange(n_sh) if shadow_rows is None else np.asarray(shadow_rows)
     rep_ = ulira_metric(stats[rows], stats[rows], stats[n_sh:], h1[n_sh:],
                         shadow_unlearned_mask=h1[rows], shadow_retrained_mask=h0[rows],
