@@ -64,6 +64,11 @@ def build_parser(dataset: str) -> ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.15, help="val fraction (0, 1)")
     p.add_argument("--forget-scenario", default="random",
                    help=f"forget-set scenario: {', '.join(SCENARIOS)}")
+    p.add_argument("--train-size", type=int, default=None, metavar="N",
+                   help="keep a class-stratified N of the official train part (seeded by "
+                        "--split-seed; default: all)")
+    p.add_argument("--test-size", type=int, default=None, metavar="N",
+                   help="keep a class-stratified N of the official test part (default: all)")
     p.add_argument("--data-dir", default=None,
                    help="data folder: IDX files (mnist, fashion_mnist) or a tfds data dir")
     p.add_argument("--out", default="results", help="output directory for the JSON result")
@@ -203,6 +208,16 @@ def _check_args(a: argparse.Namespace) -> None:
                                  f"got {getattr(a, name)}")
 
 
+def load_data(a: argparse.Namespace, dataset: str):
+    """The dataset of the run: ``--data-dir``, then ``--train-size`` / ``--test-size``."""
+    from jaxmu.data import load_dataset, subset_dataset
+
+    ds = load_dataset(dataset, a.data_dir)
+    if a.train_size is None and a.test_size is None:
+        return ds
+    return subset_dataset(ds, a.train_size, a.test_size, seed=a.split_seed)
+
+
 def _cache(a: argparse.Namespace) -> str | None:
     """The model/population cache directory (None: ``--no-cache`` or ``--cache-dir ''``)."""
     return None if a.no_cache else (a.cache_dir or None)
@@ -224,14 +239,14 @@ def _compare_methods(a: argparse.Namespace) -> list[str]:
 def run_scenario(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """``--deletion-ratios`` / ``--sequential-requests``: exact vs approximate unlearning
     over deletion sizes or request sequences; JSON to OUT/<dataset>/deletion_*_seed<s>.json."""
-    from jaxmu.data import DataNotFoundError, load_dataset
+    from jaxmu.data import DataNotFoundError
     from jaxmu.io import provenance, write_json
     from jaxmu.models import build_model
     from jaxmu.scenarios import default_sisa_config, deletion_ratio_sweep, sequential_deletion
     from jaxmu.train import TrainConfig
 
     try:
-        ds = load_dataset(dataset, a.data_dir)
+        ds = load_data(a, dataset)
     except (DataNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     model = build_model(a.model, ds.pool.num_classes, ds.pool.image_shape)
@@ -299,7 +314,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     import jax
 
     from jaxmu import evaluate
-    from jaxmu.data import DataNotFoundError, load_dataset, scenario_splits
+    from jaxmu.data import DataNotFoundError, scenario_splits
     from jaxmu.io import provenance, write_json
     from jaxmu.methods import get_method, parse_hp
     from jaxmu.metrics import MIASkippedWarning
@@ -312,7 +327,7 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     except ValueError as e:
         raise UsageError(str(e)) from None
     try:
-        ds = load_dataset(dataset, a.data_dir)
+        ds = load_data(a, dataset)
     except (DataNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     try:
@@ -386,14 +401,14 @@ def run(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
 
 def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """``--benchmark``: the whole study of (dataset, --model) (OUT/<dataset>/benchmark-<model>)."""
-    from jaxmu.data import DataNotFoundError, load_dataset, scenario_splits
+    from jaxmu.data import DataNotFoundError, scenario_splits
     from jaxmu.models import build_model
     from jaxmu.sweep import default_methods
     from jaxmu.sweep import run_benchmark as _run
     from jaxmu.train import TrainConfig
 
     try:
-        ds = load_dataset(dataset, a.data_dir)
+        ds = load_data(a, dataset)
         splits = scenario_splits(ds, a.forget_scenario, forget_fraction=a.forget_fraction,
                                  val_fraction=a.val_fraction, seed=a.split_seed)
     except (DataNotFoundError, ValueError) as e:
@@ -405,7 +420,9 @@ def run_benchmark(a: argparse.Namespace, dataset: str) -> dict[str, Any]:
     setting = (f"--model {a.model} --epochs {a.epochs} --batch-size {a.batch_size} "
                f"--lr {a.lr} --forget-scenario {a.forget_scenario} --forget-fraction "
                f"{a.forget_fraction} --val-fraction {a.val_fraction} --split-seed "
-               f"{a.split_seed}" + (f" --data-dir {a.data_dir}" if a.data_dir else ""))
+               f"{a.split_seed}" + (f" --data-dir {a.data_dir}" if a.data_dir else "")
+               + (f" --train-size {a.train_size}" if a.train_size is not None else "")
+               + (f" --test-size {a.test_size}" if a.test_size is not None else ""))
     methods = _methods(a) or default_methods()
     mia = " --no-mia" if a.no_mia else ""
     run_command = f"python -m experiments.{dataset} {setting}{mia}"

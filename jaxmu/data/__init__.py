@@ -16,6 +16,7 @@ from jaxmu.data._splits import (
     scenario_splits,
     targeted_splits,
 )
+from jaxmu.data._subset import subset_dataset
 from jaxmu.data._tfds import TFDS_SPECS, load_npz, load_tfds
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "read_idx",
     "red_dominance",
     "scenario_splits",
+    "subset_dataset",
     "targeted_splits",
     "write_idx",
 ]
