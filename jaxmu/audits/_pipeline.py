@@ -34,6 +34,7 @@ import jax
 import numpy as np
 
 from jaxmu.audits._relearn import RelearnConfig
+from jaxmu.io import plain
 from jaxmu.population import (
     DesignRuns,
     design_logits,
@@ -439,7 +440,7 @@ def run_audits(
     out["timings"] = timings
     out["plots"] = (_plots(out, scores, runs, pops.get("oracle"), cfg, Path(plot_dir))
                     if plot_dir is not None else {})
-    return _json_ready(out)
+    return plain(out)
 
 
 def _plots(out: dict[str, Any], scores: dict[str, Any], runs: DesignRuns,
@@ -496,18 +497,6 @@ def _plots(out: dict[str, Any], scores: dict[str, Any], runs: DesignRuns,
                 table, plot_dir / "shadow_curve.png", metric="auc",
                 title="attack AUC vs shadow originals"))
     return paths
-
-
-def _json_ready(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_ready(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _json_ready(x.tolist())
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 __all__ = ["AUDITS", "AuditConfig", "audit_klom", "audit_relearn", "audit_rmia",

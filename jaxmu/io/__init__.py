@@ -29,6 +29,7 @@ from jaxmu.io._errors import (
     WriteFailedError,
     as_write_error,
 )
+from jaxmu.io._json import JSONValueError, dumps, loads, nan_if_none, plain, read_json, to_json
 from jaxmu.io._lock import entry_lock
 from jaxmu.io._provenance import provenance, versions, write_json, write_text
 
@@ -38,20 +39,27 @@ __all__ = [
     "CorruptCheckpointWarning",
     "CorruptCompileCacheWarning",
     "IOFault",
+    "JSONValueError",
     "WriteFailedError",
     "as_write_error",
     "cache_key",
     "check_resume",
+    "dumps",
     "entry_lock",
     "latest_step",
+    "loads",
+    "nan_if_none",
     "pid_alive",
+    "plain",
     "provenance",
+    "read_json",
     "read_meta",
     "rebuild_corrupt",
     "restore_checkpoint",
     "run_identity",
     "save_checkpoint",
     "set_aside",
+    "to_json",
     "verify_step",
     "versions",
     "write_json",

@@ -51,6 +51,7 @@ from jaxmu.io._errors import (
     CorruptCheckpointWarning,
     as_write_error,
 )
+from jaxmu.io._json import plain
 
 MANIFEST = "jaxmu-sha256.json"
 """Name of the checksum file inside every step directory."""
@@ -253,8 +254,6 @@ def _fsynced_write(path: Path, write) -> None:
 
 def _write_step(step_dir: Path, tree: Any, meta: dict | None) -> None:
     """Writes the files of one step (not its checksums) into the new directory ``step_dir``."""
-    from jaxmu.io._provenance import _default
-
     index, leaves = [], jax.tree_util.tree_flatten_with_path(tree)[0]
 
     def arrays(f):
@@ -270,7 +269,7 @@ def _write_step(step_dir: Path, tree: Any, meta: dict | None) -> None:
                           "shape": list(a.shape), "offset": offset, "nbytes": int(a.nbytes)})
             offset += int(a.nbytes)
 
-    meta_text = json.dumps(meta or {}, sort_keys=True, default=_default).encode()
+    meta_text = json.dumps(plain(meta or {}, "meta"), sort_keys=True).encode()
     (step_dir / _META).parent.mkdir()
     _fsynced_write(step_dir / _ARRAYS, arrays)
     _fsynced_write(step_dir / _INDEX, lambda f: f.write(json.dumps(

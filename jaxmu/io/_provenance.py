@@ -10,6 +10,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from jaxmu.io._json import to_json
+
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "numpy", "scikit-learn", "jaxmu")
 
 
@@ -38,20 +40,6 @@ def provenance() -> dict[str, Any]:
         "platform": platform.platform(),
         "time_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-
-
-def _default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _remove_dead_temps(path: Path) -> None:
@@ -105,12 +93,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     Temporaries left by writers of ``path`` that were killed are removed.
 
     Raises:
-        TypeError: ``obj`` holds something not JSON-serialisable (nothing is written).
+        TypeError: ``obj`` holds something not JSON-serialisable (nothing is written;
+            :class:`jaxmu.io.JSONValueError` naming it by its path).
         WriteFailedError: the disk is full (or read-only, ...): one line naming ``path``;
             the previous file, if any, is kept.
     """
+    data = to_json(obj, "result")  # the one codec: NaN and +-inf are written as null
+
     def write(f):
-        json.dump(obj, f, indent=2, sort_keys=True, default=_default)
+        json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
         f.write("\n")
 
     return _write_atomically(path, write, "result file")

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
+
+from jaxmu.io import to_json
 
 RANKING_METRICS = ("retdev", "indisc")
 GROUPS = ("G1", "G2", "G3", "F")
@@ -281,36 +282,10 @@ def validate_study(study: Any) -> None:
 
 
 def json_safe(obj: Any, path: str = "study") -> Any:
-    """A copy of ``obj`` made of JSON types only: NaN and +-inf become None.
-
-    Mappings become dicts (string keys), sequences, sets and arrays lists, NumPy scalars
-    Python scalars, paths strings.
+    """A copy of ``obj`` made of JSON types only: NaN and +-inf become None
+    (:func:`jaxmu.io.to_json`, the one codec of jaxmu's files).
 
     Raises:
         ValueError: naming the first value that has no JSON form.
     """
-    if obj is None or isinstance(obj, str | bool):
-        return obj
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if is_number(obj):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, PurePath):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        out = {}
-        for k, v in obj.items():
-            if not isinstance(k, str | int):
-                raise ValueError(f"{path}: keys must be strings, got {_type(k)} key {k!r}")
-            out[str(k)] = json_safe(v, f"{path}[{k!r}]")
-        return out
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist(), path)
-    if isinstance(obj, set | frozenset):
-        return json_safe(sorted(obj, key=repr), path)
-    if isinstance(obj, Sequence) and not isinstance(obj, bytes):
-        return [json_safe(v, f"{path}[{i}]") for i, v in enumerate(obj)]
-    raise ValueError(f"{path}: value of type {_type(obj)} has no JSON form")
+    return to_json(obj, path)

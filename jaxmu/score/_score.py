@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxmu.io import plain
 from jaxmu.score._task import ROLES, Task, as_task, load_submission
 
 AUDITS = ("fscore", "klom", "ulira", "urmia", "attack_power")
@@ -74,24 +75,11 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.asarray(jnp.mean(jnp.asarray(correct), axis=-1))
 
 
-def _plain(x: Any) -> Any:
-    """JSON-ready: dicts, lists and Python scalars (tuples become lists)."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
 def _attack_report(rep: dict[str, Any]) -> dict[str, Any]:
     """A U-LiRA / RMIA report without its per-pair and per-example arrays."""
     drop = {"scores", "stats", "target_mask", "reference_probability", "population_size"}
     # every row is a positive or a negative of every target: no per-example accuracy
-    return _plain({k: v for k, v in rep.items()
+    return plain({k: v for k, v in rep.items()
                    if k not in drop and not k.startswith("per_example")})
 
 
@@ -146,7 +134,7 @@ def _klom(u: np.ndarray, r: np.ndarray, y: np.ndarray, role: np.ndarray, *,
                       confidence=confidence, seed=seed)
     out = {k: v for k, v in rep.items() if k not in present}  # drop the [N] arrays
     out["roles"] = present
-    return _plain(out)
+    return plain(out)
 
 
 def _attack_inputs(u: np.ndarray, r: np.ndarray, y: np.ndarray, role: np.ndarray
