@@ -14,6 +14,7 @@ docs/methods.md#conventions.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,14 +22,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmu.losses import Loss, LossInputs
+from jaxmu.losses import Loss
 from jaxmu.train import (
+    StepKeys,
+    batch_loader,
     cosine,
     epoch_indices,
-    load_batch,
     ordered_indices,
+    relabel_forget,
     step_decay,
     steps_per_epoch,
+    train_pass,
+    train_step,
     triangular,
 )
 from jaxmu.types import Splits, Stage, UnlearnState
@@ -129,63 +134,87 @@ def best_of(stage: Stage, times: int, score: Callable[[UnlearnState, Splits], An
     return run
 
 
-def _batch(splits: Splits, idx, key, augment, relabel_forget):
-    x, y = load_batch(splits.pool, idx, key, augment_data=augment)
-    is_f = splits.forget[idx].astype(jnp.float32)
-    if relabel_forget:
-        k = splits.pool.num_classes
-        rnd = jax.random.randint(jax.random.fold_in(key, 7), y.shape, 0, k)
-        y = jnp.where(is_f > 0, rnd, y)
-    return x, y, is_f
+_LEGACY = ("lr", "schedule", "schedule_per", "schedule_kw", "offset", "total",
+           "relabel_forget", "extra_steps")
+
+
+def _legacy_optimizer(direction, epochs, extra_steps, lr, schedule="constant",
+                      schedule_per="epoch", schedule_kw=None, offset=0, total=None):
+    """The optimizer factory equivalent to the old ``lr=``/``schedule=`` arguments:
+    ``direction`` then ``-lr * multiplier``, the multiplier evaluated at the update count
+    (per step) or at ``count // steps_per_epoch`` (per epoch)."""
+    if schedule_per not in ("epoch", "step"):
+        raise ValueError(f"schedule_per must be 'epoch' or 'step', got {schedule_per!r}")
+    skw = dict(schedule_kw or {})
+
+    def make(spe: int) -> optax.GradientTransformation:
+        n_steps = int(math.floor(spe * epochs)) + extra_steps
+        if schedule_per == "epoch":
+            tot = total if total is not None else max(1, math.ceil(epochs))
+            sched = lambda c: lr * lr_multiplier(schedule, offset + c // spe, tot, **skw)  # noqa: E731
+        else:
+            tot = total if total is not None else n_steps
+            sched = lambda c: lr * lr_multiplier(schedule, offset + c, tot, **skw)  # noqa: E731
+        return optax.chain(direction, optax.scale_by_learning_rate(sched))
+
+    return make
 
 
 def finetune(
     loss: Loss,
-    tx: optax.GradientTransformation,
+    tx: optax.GradientTransformation | Callable[[int], optax.GradientTransformation],
     *,
-    lr: float,
     split: str = "retain",
     epochs: float = 1,
     batch_size: int = 64,
     second: str | None = None,
     second_batch_size: int | None = None,
-    schedule: str | Callable = "constant",
-    schedule_per: str = "epoch",
-    schedule_kw: dict | None = None,
-    offset: int = 0,
-    total: int | None = None,
     bn: str = "train",
     augment: bool = False,
     shuffle: bool = True,
-    relabel_forget: bool = False,
     select: Any = None,
-    extra_steps: int = 0,
+    transform: Callable | None = None,
+    opt_state: str | None = None,
+    steps: int | Callable[[int], int] | None = None,
+    record_loss: str | None = None,
+    **legacy: Any,
 ) -> Stage:
     """Trains with ``loss`` over a split for ``epochs`` epochs (fractions allowed).
 
+    Each epoch shuffles the split (``epoch_indices``), optionally cycles a second split
+    alongside it, and runs :func:`jaxmu.train.train_pass` of a
+    :func:`jaxmu.train.train_step`; epochs are a ``lax.scan``, so the stage jits and vmaps.
+
     Args:
         loss: a :class:`~jaxmu.losses.Loss`.
-        tx: optax direction transform (may read ``aux=...`` extra args, e.g. ``scale_by_mask``).
-        lr: base learning rate.
+        tx: an optax optimizer, which owns the learning rate and its schedule (e.g.
+            ``optax.sgd(0.1, momentum=0.9)`` or :func:`jaxmu.train.torch_sgd`), or a
+            function ``fn(steps_per_epoch) -> optimizer`` for schedules counted in epochs
+            (``lambda spe: torch_sgd(per_epoch(optax.cosine_decay_schedule(lr, E), spe))``).
+            It may read ``aux=...`` extra arguments (e.g. ``scale_by_mask``).
         split: primary stream: ``retain``, ``forget``, ``val``, or ``train`` (forget and retain
             mixed, with ``is_forget`` flags).
         epochs: passes over the primary split; fractional -> ``floor(steps * epochs)`` steps.
         batch_size: primary batch size (capped at the split size).
         second: optional secondary split, cycled alongside the primary (NG+, FCS).
         second_batch_size: its batch size (default ``batch_size``).
-        schedule: ``constant``, ``cosine``, ``triangular``, ``step`` or ``fn(i, total)``.
-        schedule_per: ``epoch`` or ``step``.
-        schedule_kw: e.g. ``eta_min_ratio``, ``decay_rate``, ``one_indexed``.
-        offset, total: the schedule sees epoch ``offset + e`` of ``total`` (default
-            ``epochs``), for schedules that continue across loops.
         bn: ``train`` (batch statistics, updated) or ``eval`` (running statistics, frozen).
         augment: random crop/flip on the batches.
         shuffle: shuffle the primary split every epoch (else pool order).
-        relabel_forget: replace forget-row labels by uniform random labels (SRL, SalUn).
         select: a :class:`~jaxmu.models.Selector`; only selected params are updated, the
             rest stay bit-identical.
-        extra_steps: run this many steps more than the epochs give (PRMQ's faithful
-            off-by-one).
+        transform: a batch transform ``fn(batch, key, pool) -> batch`` applied to the
+            primary batches (e.g. :func:`jaxmu.train.relabel_forget`).
+        opt_state: a name: the optimizer state is read from ``aux[opt_state]`` when present
+            (else initialised) and written back there, so several stages (the phases of a
+            method) share one optimizer, its momentum and its schedule's step count.
+        steps: the number of steps, an int or ``fn(steps_per_epoch) -> int``; default
+            ``floor(steps_per_epoch * epochs)``.
+        record_loss: a name: write the mean loss over the steps to ``aux[record_loss]``.
+        **legacy: deprecated: ``lr``, ``schedule``, ``schedule_per``, ``schedule_kw``,
+            ``offset``, ``total`` (``tx`` is then an lr-free direction and the stage applies
+            ``-lr * schedule`` itself, writing ``aux["last_loss"]``), ``relabel_forget``
+            (use ``transform=relabel_forget``) and ``extra_steps`` (use ``steps``).
 
     Returns:
         A stage. Guarantees: params outside ``select`` are bit-identical to the input.
@@ -194,11 +223,23 @@ def finetune(
         raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
     if epochs <= 0:
         raise ValueError(f"epochs must be > 0, got {epochs}")
-    if schedule_per not in ("epoch", "step"):
-        raise ValueError(f"schedule_per must be 'epoch' or 'step', got {schedule_per!r}")
-    tx = optax.with_extra_args_support(tx)
-    skw = dict(schedule_kw or {})
-    train_mode = bn == "train"
+    if legacy:
+        unknown = sorted(set(legacy) - set(_LEGACY))
+        if unknown:
+            raise TypeError(f"finetune() got unexpected keyword arguments {unknown}")
+        warnings.warn("finetune: lr/schedule/relabel_forget/extra_steps are deprecated; pass "
+                      "an optax optimizer with its learning rate (jaxmu.train.torch_sgd), "
+                      "transform=relabel_forget and steps=", DeprecationWarning, stacklevel=2)
+        extra = int(legacy.pop("extra_steps", 0))
+        if extra:
+            steps = lambda spe: int(math.floor(spe * epochs)) + extra  # noqa: E731
+        if legacy.pop("relabel_forget", False):
+            transform = relabel_forget
+        if legacy:
+            if "lr" not in legacy:
+                raise TypeError("finetune: schedule arguments need lr=")
+            tx = _legacy_optimizer(tx, epochs, extra, **legacy)
+            record_loss = record_loss or "last_loss"
 
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
         model = state.model
@@ -206,71 +247,50 @@ def finetune(
         if n == 0:
             raise ValueError(f"finetune: split {split!r} is empty")
         spe = steps_per_epoch(n, batch_size)
-        n_steps = int(math.floor(spe * epochs)) + extra_steps
+        if steps is None:
+            n_steps = int(math.floor(spe * epochs))
+        else:
+            n_steps = int(steps(spe) if callable(steps) else steps)
         n_epochs = math.ceil(n_steps / spe)
-        sched_total = total if total is not None else (
-            max(1, math.ceil(epochs)) if schedule_per == "epoch" else n_steps)
-        flags = select(model, state.params) if select is not None else None
         n2 = splits.size(second) if second else 0
         b2 = min(second_batch_size or batch_size, n2) if second else 0
         if second and n2 == 0:
             raise ValueError(f"finetune: secondary split {second!r} is empty")
-        opt_state = tx.init(state.params)
-
-        def step(carry, inp):
-            params, model_state, opt_state, s_glob = carry
-            bidx, bidx2, k, e = inp
-            k_b, k_b2, k_drop, k_drop2, k_loss = jax.random.split(k, 5)
-            x, y, is_f = _batch(splits, bidx, k_b, augment, relabel_forget)
-            if second:
-                x2, y2, _ = _batch(splits, bidx2, k_b2, augment, False)
-
-            def loss_fn(p):
-                logits, ms = model.apply(p, model_state, x, train=train_mode, key=k_drop)
-                logits2 = None
-                if second and loss.needs_second:
-                    logits2, ms = model.apply(p, ms, x2, train=train_mode, key=k_drop2)
-                inp_ = LossInputs(logits=logits, y=y, x=x, is_forget=is_f, params=p,
-                                  aux=state.aux, model=model, model_state=ms, key=k_loss,
-                                  logits2=logits2, y2=y2 if second else None,
-                                  x2=x2 if second else None)
-                return loss(inp_), ms
-
-            (loss_v, ms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            d, new_opt = tx.update(grads, opt_state, params, aux=state.aux)
-            if schedule_per == "epoch":
-                mult = lr_multiplier(schedule, offset + e, sched_total, **skw)
-            else:
-                mult = lr_multiplier(schedule, offset + s_glob, sched_total, **skw)
-            new_params = jax.tree.map(lambda p, g: p - (lr * mult) * g, params, d)
-            if flags is not None:
-                new_params = jax.tree.map(lambda f, a, b: a if f else b, flags, new_params, params)
-            if not train_mode:
-                ms = model_state
-            valid = s_glob < n_steps
-            new = (new_params, ms, new_opt)
-            old = (params, model_state, opt_state)
-            out = jax.tree.map(lambda a, b: jnp.where(valid, a, b), new, old)
-            return (*out, s_glob + 1), jnp.where(valid, loss_v, 0.0)
+        opt = tx(spe) if callable(tx) else tx
+        step = train_step(loss, opt, model=model, bn=bn, select=select)
+        load = batch_loader(splits.pool, splits.forget, augment=augment, transform=transform)
+        load2 = batch_loader(splits.pool, splits.forget, augment=augment)
+        if opt_state is not None and opt_state in state.aux:
+            o0 = state.aux[opt_state]
+        else:
+            o0 = opt.init(state.params)
+        partial = n_epochs * spe != n_steps
 
         def epoch(carry, e):
+            c, s0 = carry
             ke = jax.random.fold_in(key, e)
             if shuffle:
                 idx = epoch_indices(jax.random.fold_in(ke, 0), splits.mask(split), n, batch_size)
             else:
                 idx = ordered_indices(splits.mask(split), n, batch_size)
+            idx2 = None
             if second:
                 idx2 = epoch_indices(jax.random.fold_in(ke, 1), splits.mask(second), n2, b2)
                 idx2 = idx2[jnp.arange(spe) % idx2.shape[0]]
-            else:
-                idx2 = jnp.zeros((spe, 1), jnp.int32)
-            keys = jax.random.split(jax.random.fold_in(ke, 2), spe)
-            es = jnp.full((spe,), e)
-            return jax.lax.scan(step, carry, (idx, idx2, keys, es))
+            keys = StepKeys.split_many(jax.random.fold_in(ke, 2), spe)
+            valid = (s0 + jnp.arange(spe)) < n_steps if partial else None
+            c, losses = train_pass(step, c, load, idx, keys, idx2=idx2, load2=load2,
+                                   aux=state.aux, valid=valid)
+            return (c, s0 + spe), losses
 
-        carry = (state.params, state.model_state, opt_state, jnp.int32(0))
-        (params, model_state, _, _), losses = jax.lax.scan(epoch, carry, jnp.arange(n_epochs))
-        return state.replace(params=params, model_state=model_state).with_aux(
-            last_loss=jnp.sum(losses) / n_steps)
+        start = ((state.params, state.model_state, o0), jnp.int32(0))
+        ((params, model_state, o), _), losses = jax.lax.scan(epoch, start,
+                                                             jnp.arange(n_epochs))
+        out = state.replace(params=params, model_state=model_state)
+        if opt_state is not None:
+            out = out.with_aux(**{opt_state: o})
+        if record_loss is not None:
+            out = out.with_aux(**{record_loss: jnp.sum(losses) / n_steps})
+        return out
 
     return run

@@ -24,11 +24,27 @@ from jaxmu.train._fit import (
     train_epoch,
 )
 from jaxmu.train._predict import labels, predict, predict_mask, split_accuracies
+from jaxmu.train._step import (
+    Batch,
+    StepKeys,
+    batch_loader,
+    per_epoch,
+    relabel_forget,
+    step_decay_schedule,
+    torch_adam,
+    torch_sgd,
+    train_pass,
+    train_step,
+    triangular_schedule,
+)
 from jaxmu.train._schedules import SCHEDULES, cosine, epoch_multiplier, step_decay, triangular
 
 __all__ = [
+    "Batch",
     "FitResult",
     "SCHEDULES",
+    "StepKeys",
+    "batch_loader",
     "TrainConfig",
     "cached_fit",
     "cosine",
@@ -41,11 +57,19 @@ __all__ = [
     "make_train_step",
     "member_order",
     "ordered_indices",
+    "per_epoch",
     "predict",
     "predict_mask",
+    "relabel_forget",
     "split_accuracies",
     "step_decay",
+    "step_decay_schedule",
     "steps_per_epoch",
+    "torch_adam",
+    "torch_sgd",
     "train_epoch",
+    "train_pass",
+    "train_step",
     "triangular",
+    "triangular_schedule",
 ]

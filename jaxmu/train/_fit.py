@@ -30,8 +30,9 @@ from jaxmu.io import (
     versions,
 )
 from jaxmu.losses import accuracy, cross_entropy
-from jaxmu.train._batches import epoch_indices, load_batch, steps_per_epoch
+from jaxmu.train._batches import epoch_indices, steps_per_epoch
 from jaxmu.train._schedules import epoch_multiplier
+from jaxmu.train._step import StepKeys, batch_loader, train_step
 from jaxmu.types import Model, Pool, as_key
 
 
@@ -71,8 +72,17 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
 
     def direction(self) -> optax.GradientTransformation:
-        """The update direction (lr is applied by the loop): coupled wd, then momentum."""
+        """The optimizer without its learning rate (coupled wd, then momentum): its state is
+        what :func:`fit` carries and checkpoints."""
         return optax.chain(optax.add_decayed_weights(self.weight_decay), optax.trace(self.momentum))
+
+    def optimizer(self, lr: float | jax.Array | optax.Schedule | None = None
+                  ) -> optax.GradientTransformation:
+        """The full optimizer at learning rate ``lr`` (default ``self.lr``; an optax schedule
+        allowed): :meth:`direction` then ``-lr``, i.e. PyTorch ``SGD(lr, momentum,
+        weight_decay)``."""
+        return optax.chain(self.direction(),
+                           optax.scale_by_learning_rate(self.lr if lr is None else lr))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,32 +106,37 @@ def init_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
 
+def _ce_and_accuracy(inp):
+    return cross_entropy(inp.logits, inp.y), accuracy(inp.logits, inp.y)
+
+
 def make_train_step(model: Model, config: TrainConfig, pool: Pool, lr: jax.Array):
     """The training step of :func:`train_epoch`, for use inside a loop or jitted alone.
 
     Returns ``step((params, model_state, opt_state), (batch_indices, key)) ->
     ((params, model_state, opt_state), (loss, accuracy))``: gathers (and, with
     ``config.augment``, augments) the batch from ``pool``, takes cross-entropy in train mode
-    (BatchNorm on batch statistics) and moves params by ``-lr`` times the optimizer direction.
+    (BatchNorm on batch statistics) and applies :meth:`TrainConfig.optimizer` at ``lr``
+    through :func:`~jaxmu.train.train_step`. ``opt_state`` is the state of
+    :meth:`TrainConfig.direction` (the learning-rate scaling is stateless), so a fit's
+    checkpoints keep their layout.
     """
-    tx = config.direction()
+    scale = optax.scale_by_learning_rate(lr)
+    step = train_step(_ce_and_accuracy, optax.chain(config.direction(), scale), model=model,
+                      has_aux=True)
+    load = batch_loader(pool, augment=config.augment)
 
-    def step(carry, inp):
+    def run(carry, inp):
         params, model_state, opt_state = carry
         bidx, k = inp
         k_aug, k_drop = jax.random.split(k)
-        x, y = load_batch(pool, bidx, k_aug, augment_data=config.augment)
-
-        def loss_fn(p):
-            logits, new_state = model.apply(p, model_state, x, train=True, key=k_drop)
-            return cross_entropy(logits, y), (new_state, accuracy(logits, y))
-
-        (loss, (model_state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        direction, opt_state = tx.update(grads, opt_state, params)
-        params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
+        batch = load(bidx, k_aug)
+        (params, model_state, (opt_state, _)), (loss, acc) = step(
+            (params, model_state, (opt_state, scale.init(params))), batch,
+            StepKeys(batch=k_aug, dropout=k_drop))
         return (params, model_state, opt_state), (loss, acc)
 
-    return step
+    return run
 
 
 @functools.partial(jax.jit, static_argnames=("model", "config", "n"), donate_argnums=(2, 3, 4))
