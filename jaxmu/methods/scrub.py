@@ -7,13 +7,23 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxmu import losses
-from jaxmu.losses import Loss, LossInputs
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, EPOCHS, LR, MOMENTUM, TEMPERATURE, UNIT, WD, register
-from jaxmu.stages import sgd, snapshot
-from jaxmu.train import epoch_indices, load_batch, ordered_indices, step_decay
+from jaxmu.stages import snapshot
+from jaxmu.train import (
+    StepKeys,
+    batch_loader,
+    epoch_indices,
+    load_batch,
+    ordered_indices,
+    step_decay,
+    torch_sgd,
+    train_pass,
+    train_step,
+)
 from jaxmu.types import Splits, UnlearnState
 
 SELECTIONS = ("replay", "stack", "final")
@@ -58,27 +68,13 @@ def _eval_sets(splits: Splits):
     return (idx_f, w_f), (idx_v, w_fv)
 
 
-def _sgd_pass(model, splits: Splits, aux, loss: Loss, tx, carry, idx, keys, lr):
-    """One train-mode pass over the batches ``idx``, threading the optimiser state."""
-    def step(c, inp):
-        params, ms, opt = c
-        bidx, k = inp
-        k_drop, k_loss = jax.random.split(k)
-        x, y = load_batch(splits.pool, bidx)
-
-        def loss_fn(p):
-            logits, ms2 = model.apply(p, ms, x, train=True, key=k_drop)
-            li = LossInputs(logits=logits, y=y, x=x,
-                            is_forget=splits.forget[bidx].astype(jnp.float32), params=p,
-                            aux=aux, model=model, model_state=ms2, key=k_loss)
-            return loss(li), ms2
-
-        (_, ms2), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        d, opt = tx.update(g, opt, params)
-        params = jax.tree.map(lambda p, u: p - lr * u, params, d)
-        return (params, ms2, opt), None
-
-    out, _ = jax.lax.scan(step, carry, (idx, keys))
+def _sgd_pass(step, splits: Splits, aux, carry, idx, keys):
+    """One train-mode pass of ``step`` over the batches ``idx`` (pool order as given),
+    threading the shared optimiser state; step ``i`` splits ``keys[i]`` into its dropout
+    and loss keys."""
+    ks = jax.vmap(jax.random.split)(keys)
+    out, _ = train_pass(step, carry, batch_loader(splits.pool, splits.forget), idx,
+                        StepKeys(dropout=ks[:, 0], loss=ks[:, 1]), aux=aux)
     return out
 
 
@@ -172,8 +168,10 @@ def scrub(epochs, lr, momentum, weight_decay, retain_batch_size, forget_batch_si
     t = _checks.temperature("temperature", temperature)
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-    tx = sgd(_checks.non_negative("momentum", momentum),
-             _checks.non_negative("weight_decay", weight_decay))
+    # One SGD for both phases and all epochs; the loop sets its lr at every epoch.
+    tx = optax.inject_hyperparams(torch_sgd, static_args=("momentum", "weight_decay"))(
+        learning_rate=lr, momentum=_checks.non_negative("momentum", momentum),
+        weight_decay=_checks.non_negative("weight_decay", weight_decay))
     kl = losses.kl_to("teacher", t, "scrub")
     max_loss = -kl
     min_loss = gamma * losses.ce() + alpha * kl
@@ -186,17 +184,21 @@ def scrub(epochs, lr, momentum, weight_decay, retain_batch_size, forget_batch_si
         state = take_snapshot(state, splits, key)
         model, aux = state.model, state.aux
         k_train = jax.random.fold_in(key, 1)
+        max_step = train_step(max_loss, tx, model=model)
+        min_step = train_step(min_loss, tx, model=model)
 
         def train_epoch(carry, e, with_max: bool):
             ke = jax.random.fold_in(k_train, e)
+            params, ms, opt = carry
             lr_e = lr * step_decay(e, n_epochs, lr_decay_rate, one_indexed=True)
+            carry = (params, ms, optax.tree_utils.tree_set(opt, learning_rate=lr_e))
             if with_max:
                 idx = ordered_indices(splits.forget, splits.n_forget, fbs)
                 keys = jax.random.split(jax.random.fold_in(ke, 0), idx.shape[0])
-                carry = _sgd_pass(model, splits, aux, max_loss, tx, carry, idx, keys, lr_e)
+                carry = _sgd_pass(max_step, splits, aux, carry, idx, keys)
             idx = epoch_indices(jax.random.fold_in(ke, 1), splits.retain, splits.n_retain, rbs)
             keys = jax.random.split(jax.random.fold_in(ke, 2), idx.shape[0])
-            return _sgd_pass(model, splits, aux, min_loss, tx, carry, idx, keys, lr_e)
+            return _sgd_pass(min_step, splits, aux, carry, idx, keys)
 
         def segments(body, carry):
             """Runs ``body`` over epochs [0, m) with max steps and [m, E) without."""
