@@ -11,99 +11,78 @@ import jax.numpy as jnp
 import optax
 
 from jaxmu import losses
-from jaxmu.losses import Loss, LossInputs
+from jaxmu.losses import Loss
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, ETA_MIN, LR, MOMENTUM, TEMPERATURE, WD, register
 from jaxmu.stages import finetune, sequence, sgd
-from jaxmu.train import cosine, epoch_indices, load_batch, steps_per_epoch
+from jaxmu.train import (
+    StepKeys,
+    batch_loader,
+    epoch_indices,
+    steps_per_epoch,
+    torch_sgd,
+    train_pass,
+    train_step,
+)
 from jaxmu.types import Splits, UnlearnState
 
 
 def _round(loss: Loss, tx: optax.GradientTransformation, split: str, batch_size: int,
            second: str | None = None):
     """One train-mode pass over ``split`` (optionally zipped with a cycled ``second`` split)
-    that threads an existing optimiser state, so momentum carries over between rounds.
+    with :func:`~jaxmu.train.train_step` and :func:`~jaxmu.train.train_pass`, threading an
+    existing optimiser state, so momentum (and the optimiser's schedule count) carries over
+    between rounds.
 
-    Returns ``f(state, opt_state, splits, key, lr_at, step0) -> (state, opt_state)`` where
-    ``lr_at(global_step)`` gives the learning rate of a step.
+    Returns ``f(state, opt_state, splits, key) -> (state, opt_state)``.
     """
-    def run(state: UnlearnState, opt_state, splits: Splits, key, lr_at, step0):
-        model = state.model
+    def run(state: UnlearnState, opt_state, splits: Splits, key):
         n = splits.size(split)
         idx = epoch_indices(jax.random.fold_in(key, 0), splits.mask(split), n, batch_size)
         spe = idx.shape[0]
+        idx2 = None
         if second:
             n2 = splits.size(second)
             idx2 = epoch_indices(jax.random.fold_in(key, 1), splits.mask(second), n2,
                                  batch_size)
             idx2 = idx2[jnp.arange(spe) % idx2.shape[0]]
-        else:
-            idx2 = jnp.zeros((spe, 1), jnp.int32)
-        keys = jax.random.split(jax.random.fold_in(key, 2), spe)
-
-        def step(carry, inp):
-            params, ms, opt, s = carry
-            bidx, bidx2, k = inp
-            k1, k2, k3 = jax.random.split(k, 3)
-            x, y = load_batch(splits.pool, bidx)
-            x2 = y2 = None
-            if second:
-                x2, y2 = load_batch(splits.pool, bidx2)
-
-            def loss_fn(p):
-                logits, ms2 = model.apply(p, ms, x, train=True, key=k1)
-                logits2 = None
-                if second:
-                    logits2, ms2 = model.apply(p, ms2, x2, train=True, key=k2)
-                inp_ = LossInputs(logits=logits, y=y, x=x,
-                                  is_forget=splits.forget[bidx].astype(jnp.float32), params=p,
-                                  aux=state.aux, model=model, model_state=ms2, key=k3,
-                                  logits2=logits2, y2=y2, x2=x2)
-                return loss(inp_), ms2
-
-            (val, ms2), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            d, opt = tx.update(g, opt, params)
-            lr = lr_at(step0 + s)
-            params = jax.tree.map(lambda p, u: p - lr * u, params, d)
-            return (params, ms2, opt, s + 1), val
-
-        carry = (state.params, state.model_state, opt_state, jnp.int32(0))
-        (params, ms, opt_state, _), _ = jax.lax.scan(step, carry, (idx, idx2, keys))
+        ks = jax.vmap(lambda k: jax.random.split(k, 3))(
+            jax.random.split(jax.random.fold_in(key, 2), spe))
+        step = train_step(loss, tx, model=state.model)
+        carry = (state.params, state.model_state, opt_state)
+        (params, ms, opt_state), _ = train_pass(
+            step, carry, batch_loader(splits.pool, splits.forget), idx,
+            StepKeys(dropout=ks[:, 0], dropout2=ks[:, 1], loss=ks[:, 2]), idx2=idx2,
+            aux=state.aux)
         return state.replace(params=params, model_state=ms), opt_state
 
     return run
 
 
-def forget_lr_schedule(forget_lr: float, eta_min: float, total: int):
-    """``CosineAnnealingLR(T_max=total, eta_min)`` stepped once per forget step: the lr of
-    global forget step ``s`` (0-indexed) across all E rounds."""
-    def lr_at(s):
-        return forget_lr * cosine(s, total, eta_min / forget_lr)
-
-    return lr_at
+def forget_lr_schedule(forget_lr: float, eta_min: float, total: int) -> optax.Schedule:
+    """``CosineAnnealingLR(T_max=total, eta_min)`` stepped once per forget step: the optax
+    schedule of the forget optimiser, whose update count is the global forget step across
+    all E rounds."""
+    return optax.cosine_decay_schedule(forget_lr, total, alpha=eta_min / forget_lr)
 
 
 def _stage2(epochs, batch_size, temperature, retain_lr, retain_momentum, retain_weight_decay,
             forget_lr, forget_momentum, forget_weight_decay, eta_min):
-    tx_f = sgd(forget_momentum, forget_weight_decay)
-    tx_r = sgd(retain_momentum, retain_weight_decay)
-    forget_round = _round(losses.contrastive_forget(temperature), tx_f, "forget", batch_size,
-                          second="retain")
-    retain_round = _round(losses.ce(), tx_r, "retain", batch_size)
-    r_lr = retain_lr * batch_size / 64  # the reference scales the retain lr by B / 64
+    tx_r = torch_sgd(retain_lr * batch_size / 64, retain_momentum, retain_weight_decay)
+    retain_round = _round(losses.ce(), tx_r, "retain", batch_size)  # the reference: lr x B/64
+    forget_loss = losses.contrastive_forget(temperature)
 
     def run(state: UnlearnState, splits: Splits, key):
         spe_f = steps_per_epoch(splits.n_forget, batch_size)
-        f_lr = forget_lr_schedule(forget_lr, eta_min, spe_f * epochs)
-
-        def r_lr_at(s):
-            return r_lr
+        tx_f = torch_sgd(forget_lr_schedule(forget_lr, eta_min, spe_f * epochs),
+                         forget_momentum, forget_weight_decay)
+        forget_round = _round(forget_loss, tx_f, "forget", batch_size, second="retain")
 
         def epoch(carry, e):
             st, of, orr = carry
             ke = jax.random.fold_in(key, e)
-            st, of = forget_round(st, of, splits, jax.random.fold_in(ke, 0), f_lr, e * spe_f)
-            st, orr = retain_round(st, orr, splits, jax.random.fold_in(ke, 1), r_lr_at, 0)
+            st, of = forget_round(st, of, splits, jax.random.fold_in(ke, 0))
+            st, orr = retain_round(st, orr, splits, jax.random.fold_in(ke, 1))
             return (st, of, orr), None
 
         carry = (state, tx_f.init(state.params), tx_r.init(state.params))
@@ -147,8 +126,9 @@ def fcs(epochs, batch_size, lr, momentum, weight_decay, retain_lr, retain_moment
           ``retain_momentum``, ``retain_weight_decay``), constant lr.
 
     The forget and retain optimisers keep their own momentum buffers across all E rounds, as
-    the three PyTorch optimisers of the reference do (a private loop threads the optax
-    states; ``finetune`` would restart them every call).
+    the three PyTorch optimisers of the reference do (the rounds thread the two optax
+    states through :func:`~jaxmu.train.train_pass`; the forget optimiser's cosine is an optax
+    schedule of its own update count).
 
     Differences from the reference:
         * When |D_r|/B < |D_f|/B the reference's ``zip`` stops early; jaxmu cycles the retain

@@ -4,12 +4,12 @@ per-step cosine of the forget optimiser, and hyperparameter validation."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxmu.losses import Loss
 from jaxmu.methods import get_method
 from jaxmu.methods.fcs import _round, forget_lr_schedule
-from jaxmu.stages import sgd
 from jaxmu.train import split_accuracies
 from jaxmu.types import UnlearnState
 
@@ -34,13 +34,13 @@ def test_momentum_carries_across_rounds(class_task):
     # one run of 4 steps, not two restarts of 2.
     t, lr, mom = class_task, 0.1, 0.9
     loss = Loss(lambda i: sum(jnp.sum(x) for x in jax.tree.leaves(i.params)))
-    tx = sgd(mom, 0.0)
+    tx = optax.sgd(lr, momentum=mom)
     rnd = _round(loss, tx, "forget", 64)
     st = UnlearnState(t.params, t.model_state, {}, t.model)
     opt = tx.init(st.params)
     k = jax.random.key(0)
-    st, opt = jax.jit(lambda s, o: rnd(s, o, t.splits, k, lambda i: lr, 0))(st, opt)
-    st, opt = jax.jit(lambda s, o: rnd(s, o, t.splits, k, lambda i: lr, 2))(st, opt)
+    st, opt = jax.jit(lambda s, o: rnd(s, o, t.splits, k))(st, opt)
+    st, opt = jax.jit(lambda s, o: rnd(s, o, t.splits, k))(st, opt)
     carried = -lr * sum(sum(mom**j for j in range(n)) for n in range(1, 5))
     restarted = -2 * lr * sum(sum(mom**j for j in range(n)) for n in range(1, 3))
     delta = np.asarray(st.params["head"]["bias"] - t.params["head"]["bias"])
