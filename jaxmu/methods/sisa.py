@@ -38,7 +38,16 @@ import optax
 from jaxmu.losses import cross_entropy
 from jaxmu.methods import _checks
 from jaxmu.methods._core import BATCH, LR, WD, register
-from jaxmu.train import cosine, load_batch, member_order, predict
+from jaxmu.train import (
+    StepKeys,
+    batch_loader,
+    cosine,
+    member_order,
+    predict,
+    torch_sgd,
+    train_pass,
+    train_step,
+)
 from jaxmu.types import Model, Pool, Splits, UnlearnState, as_key
 
 
@@ -145,42 +154,38 @@ def _train_stage(model: Model, cfg: SisaConfig, pool: Pool, mask, n_max: int, ke
     train-mode BN. An epoch of ``count`` members is ``ceil(count / b)`` full batches of a
     fresh permutation (the last wraps around), as :func:`~jaxmu.train.epoch_indices`;
     steps beyond that (``count < n_max``) are no-ops, so every shard trains on exactly its
-    own members however many it has."""
+    own members however many it has. One optax SGD per stage; its lr (an
+    ``inject_hyperparams`` hyperparameter) is set to the epoch's cosine value."""
     b = min(cfg.batch_size, n_max)
     spe = math.ceil(n_max / b)
     count = jnp.sum(mask).astype(jnp.int32)
     n_valid = (count + b - 1) // b
     safe = jnp.maximum(count, 1)
-    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.trace(cfg.momentum))
+    tx = optax.inject_hyperparams(torch_sgd, static_args=("momentum", "weight_decay"))(
+        learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    step = train_step(_ce, tx, model=model)
+    load = batch_loader(pool, augment=cfg.augment)
 
     def epoch(carry, e):
         ke = jax.random.fold_in(key, e)
         order = member_order(jax.random.fold_in(ke, 0), mask, n_max)
-        lr = cfg.lr * cosine(e, cfg.epochs)
-
-        def step(carry, i):
-            params, ms, opt = carry
-            bidx = order[(i * b + jnp.arange(b)) % safe]
-            k_aug, k_drop = jax.random.split(jax.random.fold_in(ke, i + 1))
-            x, y = load_batch(pool, bidx, k_aug, augment_data=cfg.augment)
-
-            def loss_fn(p):
-                logits, ms2 = model.apply(p, ms, x, train=True, key=k_drop)
-                return cross_entropy(logits, y), ms2
-
-            grads, ms2 = jax.grad(loss_fn, has_aux=True)(params)
-            d, opt2 = tx.update(grads, opt, params)
-            p2 = jax.tree.map(lambda p, g: p - lr * g, params, d)
-            ok = i < n_valid
-            new = jax.tree.map(lambda a, c: jnp.where(ok, a, c), (p2, ms2, opt2),
-                               (params, ms, opt))
-            return new, None
-
-        return jax.lax.scan(step, carry, jnp.arange(spe))[0], None
+        idx = order[(jnp.arange(spe)[:, None] * b + jnp.arange(b)) % safe]
+        ks = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(ke, i + 1)))(
+            jnp.arange(spe))
+        params, ms, opt = carry
+        opt = optax.tree_utils.tree_set(opt, learning_rate=cfg.lr * cosine(e, cfg.epochs))
+        carry, _ = train_pass(step, (params, ms, opt), load, idx,
+                              StepKeys(batch=ks[:, 0], dropout=ks[:, 1]),
+                              valid=jnp.arange(spe) < n_valid)
+        return carry, None
 
     carry = (params, model_state, tx.init(params))
     (params, model_state, _), _ = jax.lax.scan(epoch, carry, jnp.arange(cfg.epochs))
     return params, model_state
+
+
+def _ce(inp):
+    return cross_entropy(inp.logits, inp.y)
 
 
 def _pick(skip, r: int, ckpts, trained):
