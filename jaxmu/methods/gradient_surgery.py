@@ -6,13 +6,14 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxmu import losses
 from jaxmu.losses import Loss, LossInputs, cross_entropy
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, HP, LR, register
 from jaxmu.stages import finetune, sequence, sgd, snapshot
-from jaxmu.train import epoch_indices, load_batch, steps_per_epoch
+from jaxmu.train import StepKeys, batch_loader, epoch_indices, steps_per_epoch, train_pass
 from jaxmu.transforms import project_out_vector
 from jaxmu.types import Splits, Stage, UnlearnState
 
@@ -48,20 +49,25 @@ def projected_ascent(steps: int, lr: float, batch_size: int, bn: str = "train") 
     retain-gradient component removed (one Gram-Schmidt step over the whole flattened
     parameter vector, :func:`~jaxmu.transforms.project_out_vector`):
     ``theta += lr * (g_F - (g_F.g_R / g_R.g_R) g_R)``, with ``g_F``, ``g_R`` the mean-CE
-    gradients of a forget batch and a retain batch drawn afresh each step."""
+    gradients of a forget batch and a retain batch drawn afresh each step.
+
+    The step needs two gradients, so it is not a :func:`~jaxmu.train.train_step`; it runs
+    in :func:`~jaxmu.train.train_pass` (forget batches, retain batches as the second
+    stream) and applies ``optax.sgd(lr)`` to ``-g_perp``."""
     train_mode = bn == "train"
+    tx = optax.sgd(lr)
 
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
-        model, pool = state.model, splits.pool
+        model = state.model
         idx_f = _stream(jax.random.fold_in(key, 0), splits.forget, splits.n_forget,
                         batch_size, steps)
         idx_r = _stream(jax.random.fold_in(key, 1), splits.retain, splits.n_retain,
                         batch_size, steps)
-        keys = jax.random.split(jax.random.fold_in(key, 2), steps)
+        ks = jax.random.split(jax.random.fold_in(key, 2), steps)
+        keys = StepKeys(dropout=jax.vmap(lambda k: jax.random.fold_in(k, 0))(ks),
+                        dropout2=jax.vmap(lambda k: jax.random.fold_in(k, 1))(ks))
 
-        def grad_on(params, ms, bidx, k):
-            x, y = load_batch(pool, bidx)
-
+        def grad_on(params, ms, x, y, k):
             def f(p):
                 logits, ms2 = model.apply(p, ms, x, train=train_mode, key=k)
                 return cross_entropy(logits, y), ms2
@@ -69,17 +75,17 @@ def projected_ascent(steps: int, lr: float, batch_size: int, bn: str = "train") 
             g, ms2 = jax.grad(f, has_aux=True)(params)
             return g, (ms2 if train_mode else ms)
 
-        def step(carry, inp):
-            params, ms = carry
-            bf, br, k = inp
-            g_f, ms = grad_on(params, ms, bf, jax.random.fold_in(k, 0))
-            g_r, ms = grad_on(params, ms, br, jax.random.fold_in(k, 1))
-            g_perp = project_out_vector(g_f, g_r)
-            params = jax.tree.map(lambda p, g: p + lr * g, params, g_perp)
-            return (params, ms), None
+        def step(carry, batch, k, aux):
+            params, ms, opt = carry
+            g_f, ms = grad_on(params, ms, batch.x, batch.y, k.dropout)
+            g_r, ms = grad_on(params, ms, batch.x2, batch.y2, k.dropout2)
+            ascent = jax.tree.map(jnp.negative, project_out_vector(g_f, g_r))
+            updates, opt = tx.update(ascent, opt, params)
+            return (optax.apply_updates(params, updates), ms, opt), None
 
-        (params, ms), _ = jax.lax.scan(step, (state.params, state.model_state),
-                                       (idx_f, idx_r, keys))
+        carry = (state.params, state.model_state, tx.init(state.params))
+        (params, ms, _), _ = train_pass(step, carry, batch_loader(splits.pool), idx_f, keys,
+                                        idx2=idx_r)
         return state.replace(params=params, model_state=ms)
 
     return run
