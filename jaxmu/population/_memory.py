@@ -45,6 +45,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+
+from jaxmu.losses import cross_entropy
+from jaxmu.train import Batch, StepKeys, train_step
 
 _FIELDS = ("params", "model_state", "grads", "optimizer", "activations")
 
@@ -107,8 +111,6 @@ def _residual_bytes(model: Any, params: Any, state: Any, x: Any, y: Any,
 
 
 def _optimizer(slots: int):
-    import optax
-
     from jaxmu.train import TrainConfig
 
     if slots == 0:
@@ -122,15 +124,14 @@ def _optimizer(slots: int):
 
 def _measure(model: Any, params: Any, state: Any, x: Any, y: Any,
              slots: int) -> dict[str, int] | None:
-    """XLA's memory analysis of one compiled, donated training step of one model."""
-    tx = _optimizer(slots)
-    loss = _loss_fn(model)
+    """XLA's memory analysis of one compiled, donated training step of one model (the
+    :func:`jaxmu.train.train_step` of cross-entropy with the optimizer of ``slots``)."""
+    tx = optax.chain(_optimizer(slots), optax.scale_by_learning_rate(0.1))
+    train = train_step(lambda i: cross_entropy(i.logits, i.y), tx, model=model)
 
     def step(p, s, o, xb, yb):
-        (value, new_s), grads = jax.value_and_grad(
-            lambda q: loss(q, s, xb, yb), has_aux=True)(p)
-        direction, o = tx.update(grads, o, p)
-        p = jax.tree.map(lambda a, d: a - 0.1 * d, p, direction)
+        batch = Batch(xb, yb, jnp.zeros(yb.shape, jnp.float32))
+        (p, new_s, o), value = train((p, s, o), batch, StepKeys(dropout=jax.random.key(0)))
         return p, new_s, o, value
 
     opt = jax.eval_shape(tx.init, params)
