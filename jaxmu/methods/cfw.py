@@ -11,12 +11,20 @@ import jax.numpy as jnp
 import optax
 
 from jaxmu import losses
-from jaxmu.losses import Loss, LossInputs
+from jaxmu.losses import Loss
 from jaxmu.methods import _checks
 from jaxmu.methods._core import COMMON, UNIT, register
 from jaxmu.models import conv_kernels, stem_conv, weights
-from jaxmu.stages import lr_multiplier, sequence, sgd
-from jaxmu.train import epoch_indices, load_batch, steps_per_epoch
+from jaxmu.stages import sequence, sgd
+from jaxmu.train import (
+    StepKeys,
+    batch_loader,
+    epoch_indices,
+    per_epoch,
+    steps_per_epoch,
+    train_pass,
+    train_step,
+)
 from jaxmu.transforms import gaussian_deviation
 from jaxmu.types import Splits, Stage, UnlearnState
 
@@ -66,34 +74,19 @@ def finetune_with_confuser(loss: Loss, tx: optax.GradientTransformation, *, lr: 
     carries across it. Batches, dropout and loss keys are drawn exactly as
     :func:`~jaxmu.stages.finetune` draws them, so with a confuser that changes nothing the
     result equals ``finetune(loss, tx, lr=lr, epochs=epochs, batch_size=batch_size,
-    schedule="cosine")``.
+    schedule="cosine")``. ``tx`` is the optimizer without its learning rate (e.g.
+    ``optax.chain(optax.add_decayed_weights(wd), optax.trace(momentum))``); the stage
+    appends ``-lr`` times the per-epoch cosine as an optax schedule.
     """
-    tx = optax.with_extra_args_support(tx)
-
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
-        model, n = state.model, splits.n_retain
+        n = splits.n_retain
         if n == 0:
             raise ValueError("cfw: the retain split is empty")
         spe = steps_per_epoch(n, batch_size)
-
-        def step(carry, inp):
-            params, model_state, opt_state = carry
-            bidx, k, e = inp
-            k_b, _, k_drop, _, k_loss = jax.random.split(k, 5)
-            x, y = load_batch(splits.pool, bidx, k_b)
-            is_f = splits.forget[bidx].astype(jnp.float32)
-
-            def loss_fn(p):
-                logits, ms = model.apply(p, model_state, x, train=True, key=k_drop)
-                return loss(LossInputs(logits=logits, y=y, x=x, is_forget=is_f, params=p,
-                                       aux=state.aux, model=model, model_state=ms,
-                                       key=k_loss)), ms
-
-            grads, ms = jax.grad(loss_fn, has_aux=True)(params)
-            d, opt_state = tx.update(grads, opt_state, params, aux=state.aux)
-            mult = lr_multiplier("cosine", e, epochs)
-            params = jax.tree.map(lambda p, g: p - (lr * mult) * g, params, d)
-            return (params, ms, opt_state), None
+        opt = optax.chain(tx, optax.scale_by_learning_rate(
+            per_epoch(optax.cosine_decay_schedule(lr, epochs), spe)))
+        step = train_step(loss, opt, model=state.model)
+        load = batch_loader(splits.pool, splits.forget)
 
         def epoch(carry, e):
             params, model_state, opt_state = carry
@@ -104,12 +97,12 @@ def finetune_with_confuser(loss: Loss, tx: optax.GradientTransformation, *, lr: 
                                       confused, params)
             ke = jax.random.fold_in(key, e)
             idx = epoch_indices(jax.random.fold_in(ke, 0), splits.retain, n, batch_size)
-            keys = jax.random.split(jax.random.fold_in(ke, 2), spe)
-            carry, _ = jax.lax.scan(step, (params, model_state, opt_state),
-                                    (idx, keys, jnp.full((spe,), e)))
+            keys = StepKeys.split_many(jax.random.fold_in(ke, 2), spe)
+            carry, _ = train_pass(step, (params, model_state, opt_state), load, idx, keys,
+                                  aux=state.aux)
             return carry, None
 
-        carry = (state.params, state.model_state, tx.init(state.params))
+        carry = (state.params, state.model_state, opt.init(state.params))
         (params, model_state, _), _ = jax.lax.scan(epoch, carry, jnp.arange(epochs))
         return state.replace(params=params, model_state=model_state)
 
