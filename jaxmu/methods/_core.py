@@ -1,168 +1,110 @@
-"""Method definitions, hyperparameter search spaces and the method registry.
+"""Method definitions and the method registry.
 
-A method is a frozen :class:`Method`: a registered definition (a builder composing stages,
-default hyperparameters and an Optuna search space, all data) plus the resolved
-hyperparameters and the model it is bound to. Calling it is the pure function
+A method is a frozen :class:`Method`: a registered definition (a builder composing stages
+from a config, and the method's config class) plus a config instance (the resolved
+hyperparameters) and the model it is bound to. Calling it is the pure function
 
     method(params, model_state, splits, key) -> (params, model_state)
 
 ``method.fn`` is that function un-jitted (vmap it over a population); ``method.jitted`` is
 ``jax.jit(method.fn)``, compiled once per input shape; ``method(...)`` calls ``jitted``.
 
-The search-space primitives below (:data:`LR`, :data:`EPOCHS`, ...) are the ranges of
-Deep Unlearn's Optuna searches; docs/methods.md#hyperparameters explains them, the epoch
-budget :data:`E_MAX`, dead dimensions, and each method's space.
+A method is declared once, by its config class (:mod:`jaxmu.methods._config`): the fields
+carry the defaults, the search space (the ranges of Deep Unlearn's Optuna searches,
+docs/methods.md#hyperparameters), the checks and the traced/static split of a sweep; the
+class declares what the method touches and needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 
-from jaxmu.models import ALL, Selector, conv_kernels
+from jaxmu.methods._config import (
+    BATCH,
+    COMMON,
+    E_MAX,
+    EPOCHS,
+    EPOCHS_FLOAT,
+    ETA_MIN,
+    HP,
+    LR,
+    MOMENTUM,
+    NOTHING,
+    TEMPERATURE,
+    UNIT,
+    WD,
+    MethodConfig,
+    Need,
+    hparam,
+)
+from jaxmu.models import Selector
 from jaxmu.types import Model, Splits, Stage, UnlearnState, as_key
 
-E_MAX = "E_max"
-"""Placeholder for the epoch budget E_max = ceil(0.2 * the original model's training epochs)
-(37 for a 182-epoch CIFAR model, 10 for 50 epochs): the upper bound of epoch search ranges,
-resolved when a sweep knows the recipe."""
-
-NOTHING = Selector("regex", r"$^")
-"""A selector that matches no parameter (``touches`` of a method that changes nothing)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class HP:
-    """One dimension of a search space.
-
-    Attributes:
-        kind: ``float`` (uniform), ``log`` (log-uniform), ``int``, ``categorical``, ``fixed``.
-        low, high: bounds; ``high`` may be :data:`E_MAX`.
-        choices: for ``categorical``; ``value`` for ``fixed``.
-        dead: the reference searches it but it has no effect (kept in "faithful" sweeps so
-            the NSGA-III trajectory matches, dropped in "clean" sweeps).
-    """
-
-    kind: str
-    low: float | None = None
-    high: float | str | None = None
-    choices: tuple = ()
-    value: Any = None
-    dead: bool = False
-
-    def bounds(self, e_max: int) -> tuple[Any, Any]:
-        hi = e_max if self.high == E_MAX else self.high
-        return self.low, hi
-
-    def suggest(self, trial: Any, name: str, e_max: int) -> Any:
-        """Draws a value with an ``optuna.Trial``."""
-        lo, hi = self.bounds(e_max)
-        if self.kind == "float":
-            return trial.suggest_float(name, lo, hi)
-        if self.kind == "log":
-            return trial.suggest_float(name, lo, hi, log=True)
-        if self.kind == "int":
-            return trial.suggest_int(name, int(lo), int(hi))
-        if self.kind == "categorical":
-            return trial.suggest_categorical(name, list(self.choices))
-        if self.kind == "fixed":
-            return trial.suggest_float(name, self.value, self.value)
-        raise ValueError(f"unknown HP kind {self.kind!r}")
-
-
-# Search-space primitives: the reference's Optuna ranges (docs/methods.md#hyperparameters).
-LR = HP("log", 1e-5, 1e-1)
-WD = HP("log", 1e-5, 1e-1)
-MOMENTUM = HP("fixed", value=0.9)
-EPOCHS = HP("int", 1, E_MAX)
-EPOCHS_FLOAT = HP("float", 1, E_MAX)
-BATCH = HP("categorical", choices=(64, 128, 256))
-UNIT = HP("float", 0.0, 1.0)
-TEMPERATURE = HP("float", 0.0, 5.0)  # the reference allows 0; jaxmu clips to >= 1e-3
-ETA_MIN = HP("log", 1e-6, 1e-1)
-COMMON = {"lr": LR, "momentum": MOMENTUM, "weight_decay": WD, "batch_size": BATCH,
-          "epochs": EPOCHS}
-
-
-@dataclasses.dataclass(frozen=True)
-class Need:
-    """A structural requirement of a method on the model it runs on.
-
-    A method whose model lacks one of its needs still runs, but it degenerates to a simpler
-    method (e.g. CT on an MLP has no conv kernel to transpose and is plain fine-tuning);
-    :func:`degenerate_reason` says so, and the CLI and studies report it.
-
-    Attributes:
-        what: what the method needs, as a noun phrase (``"conv kernels"``).
-        otherwise: what the method is without it (``"fine-tuning (FT)"``).
-        select: the parameter tensors that count (default: 2-D conv kernels).
-        at_least: the number of selected tensors needed (default 1).
-    """
-
-    what: str
-    otherwise: str
-    select: Selector = conv_kernels
-    at_least: int = 1
-
-    def missing(self, model: Model, params: Any) -> str | None:
-        """Why ``model`` (with ``params``, arrays or shape structs) lacks this need, else None.
-
-        Returns:
-            ``"needs <what>"``, with the model's count of selected tensors when more than one
-            is needed; ``None`` when the model has at least :attr:`at_least` of them.
-        """
-        n = sum(bool(f) for f in jax.tree.leaves(self.select(model, params, allow_empty=True)))
-        if n >= self.at_least:
-            return None
-        return f"needs {self.what}" + (f" ({model.name} has {n})" if self.at_least > 1 else "")
+__all__ = ["BATCH", "COMMON", "E_MAX", "EPOCHS", "EPOCHS_FLOAT", "ETA_MIN", "HP", "LR",
+           "MOMENTUM", "NOTHING", "TEMPERATURE", "UNIT", "WD", "Method", "MethodConfig",
+           "MethodDef", "Need", "Preset", "degenerate_reason", "get_method", "hparam",
+           "list_methods", "parse_hp", "register", "register_preset"]
 
 
 @dataclasses.dataclass(frozen=True)
 class MethodDef:
-    """A registered method: ``build(**hparams) -> Stage`` plus defaults and search space."""
+    """A registered method: ``build(config) -> Stage`` and its config class.
+
+    The config class (a :class:`~jaxmu.methods.MethodConfig`) declares the defaults, the
+    search space, the checks, what the method touches and what it needs; the properties
+    below read them from it.
+    """
 
     name: str
-    build: Callable[..., Stage]
-    defaults: Mapping[str, Any]
-    space: Mapping[str, HP]
+    build: Callable[[MethodConfig], Stage]
+    config: type[MethodConfig]
     summary: str
     paper: str
     section: str
     random: bool = True
-    touches: str | Selector | Callable[[Mapping[str, Any]], str | Selector] | None = None
-    needs: Sequence[Need] | Callable[[Mapping[str, Any]], Sequence[Need]] = ()
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Hyperparameter name -> default (the config's fields)."""
+        return self.config.defaults()
+
+    @property
+    def space(self) -> dict[str, HP]:
+        """The search space, in suggestion order (the config's searched fields)."""
+        return self.config.space()
+
+    @property
+    def traced(self) -> tuple[str, ...]:
+        """The searched hyperparameters a sweep passes as traced values (sorted)."""
+        return self.config.traced_names()
+
+    @property
+    def touches(self) -> Any:
+        """The config's ``touches`` declaration ("all", "none", a Selector or a method)."""
+        return self.config.touches
+
+    @property
+    def needs(self) -> Any:
+        """The config's ``needs`` declaration (Needs, or a method returning them)."""
+        return self.config.needs
 
     def needs_for(self, hparams: Mapping[str, Any]) -> tuple[Need, ...]:
         """The structural needs of this method with ``hparams`` (see :class:`Need`)."""
-        n = self.needs
-        return tuple(n(hparams) if callable(n) else n)
+        return self.config(**hparams).requirements()
 
     def touch_selector(self, hparams: Mapping[str, Any]) -> Selector:
-        """The parameters this method may change with ``hparams``, as a :class:`Selector`.
-
-        ``touches`` is ``"all"``, ``"none"``, a ``Selector``, or a function of the resolved
-        hyperparameters returning one of those (e.g. CF-k's last ``num_blocks`` blocks).
-        Every parameter outside the selector comes back bit-identical.
+        """The parameters this method may change with ``hparams``, as a :class:`Selector`
+        (see :attr:`MethodConfig.touches`); every other parameter comes back bit-identical.
 
         Raises:
             ValueError: the method declares nothing, or declares an unknown value.
         """
-        t = self.touches
-        if callable(t) and not isinstance(t, Selector):
-            t = t(hparams)
-        if isinstance(t, Selector):
-            return t
-        if t == "all":
-            return ALL
-        if t == "none":
-            return NOTHING
-        raise ValueError(f"{self.name}: touches must be 'all', 'none', a Selector or a "
-                         f"function of the hyperparameters returning one, got {t!r}")
+        return self.config(**hparams).touch_selector()
 
     def __hash__(self) -> int:
         return hash(self.name)
@@ -173,7 +115,8 @@ class MethodDef:
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named preset: the registered method ``base`` with other defaults (``overrides``).
+    """A named preset: the registered method ``base`` with the config ``config``, a
+    ``dataclasses.replace`` of its default config (``overrides``: the replaced fields).
 
     ``summary``, ``paper`` and ``section`` describe the preset itself (``None``: derived from
     the base method when asked, see :meth:`Method.summary`)."""
@@ -181,6 +124,7 @@ class Preset:
     name: str
     base: str
     overrides: Mapping[str, Any]
+    config: MethodConfig
     summary: str | None = None
     paper: str | None = None
     section: str | None = None
@@ -188,69 +132,91 @@ class Preset:
 
 _REGISTRY: dict[str, MethodDef] = {}
 _PRESETS: dict[str, Preset] = {}
+_BY_CONFIG: dict[type, str] = {}
 
 
 def register(
     name: str,
     *,
-    defaults: Mapping[str, Any],
-    space: Mapping[str, HP],
+    config: type[MethodConfig],
     summary: str,
     paper: str,
     section: str,
     random: bool = True,
-    touches: str | Selector | Callable[[Mapping[str, Any]], str | Selector] | None = None,
-    needs: Sequence[Need] | Callable[[Mapping[str, Any]], Sequence[Need]] = (),
-) -> Callable[[Callable[..., Stage]], Callable[..., Stage]]:
-    """Decorator registering a builder ``build(**hparams) -> Stage`` under ``name``.
+) -> Callable[[Callable[[Any], Stage]], Callable[[Any], Stage]]:
+    """Decorator registering a builder ``build(config) -> Stage`` under ``name``.
 
-    ``touches`` declares which parameters the method may change (see
-    :meth:`MethodDef.touch_selector`); the conformance suite checks that every other
-    parameter comes back bit-identical, and that every method declares it. ``needs`` declares
-    what the method needs of the model to be itself (:class:`Need`s, or a function of the
-    resolved hyperparameters returning them); see :func:`degenerate_reason`.
+    ``config`` is the method's frozen :class:`MethodConfig` subclass (defaults, search
+    space, checks, ``touches``, ``needs``); ``summary`` is its one-line recipe
+    (``--list-methods``), ``paper`` its source, ``section`` where the docs describe it;
+    ``random``: whether the output depends on the key.
     """
-    unknown = set(space) - set(defaults)
-    if unknown:
-        raise ValueError(f"{name}: search space names unknown hyperparameters {sorted(unknown)}")
+    if not (isinstance(config, type) and issubclass(config, MethodConfig)
+            and dataclasses.is_dataclass(config)):
+        raise ValueError(f"{name}: config must be a MethodConfig dataclass, got {config!r}")
+    if config in _BY_CONFIG:
+        raise ValueError(f"{name}: {config.__name__} is already the config of "
+                         f"{_BY_CONFIG[config]!r}")
 
     def deco(build):
         if name in _REGISTRY or name in _PRESETS:
             raise ValueError(f"method {name!r} registered twice")
-        _REGISTRY[name] = MethodDef(name, build, dict(defaults), dict(space), summary, paper,
-                                    section, random, touches, needs)
+        config.method = name
+        _REGISTRY[name] = MethodDef(name, build, config, summary, paper, section, random)
+        _BY_CONFIG[config] = name
         return build
 
     return deco
 
 
-def register_preset(name: str, base: str, *, summary: str | None = None,
+def register_preset(name: str, config: MethodConfig | str, *, summary: str | None = None,
                     paper: str | None = None, section: str | None = None,
                     **overrides: Any) -> None:
-    """Registers a named preset: an existing method with other defaults (e.g. the variants in
-    :mod:`jaxmu.methods.presets`).
+    """Registers a named preset: a registered method's config with other values, e.g.
+    ``register_preset("rotate", dataclasses.replace(CtConfig(), epochs=9), summary=...)``
+    (the variants in :mod:`jaxmu.methods.presets`).
 
-    ``summary`` is the preset's own one-line recipe (``--list-methods``, the README table):
-    give one whenever the overrides change what the base's summary says. Without it the
-    summary is ``"preset of <base>: k=v, ..."``; ``paper``/``section`` default to the base's.
+    ``config`` is a config instance, or a registered method's name with the changed fields
+    as ``overrides``. ``summary`` is the preset's own one-line recipe (``--list-methods``,
+    the README table): give one whenever the overrides change what the base's summary says.
+    Without it the summary is ``"preset of <base>: k=v, ..."``; ``paper``/``section``
+    default to the base's.
     """
     if name in _REGISTRY or name in _PRESETS:
         raise ValueError(f"method {name!r} registered twice")
-    _PRESETS[name] = Preset(name, base, dict(overrides), summary, paper, section)
+    if isinstance(config, str):
+        if config not in _REGISTRY:
+            raise ValueError(f"unknown method {config!r}; valid: {', '.join(list_methods())}")
+        base = config
+        config = _resolve(_REGISTRY[base], overrides)
+    else:
+        if type(config) not in _BY_CONFIG:
+            raise ValueError(f"{name}: {type(config).__name__} is not a registered config")
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        base = _BY_CONFIG[type(config)]
+        defaults = type(config).defaults()
+        overrides = {k: v for k, v in config.values().items() if v != defaults[k]}
+    _PRESETS[name] = Preset(name, base, dict(overrides), config, summary, paper, section)
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A method with resolved hyperparameters, optionally bound to a model."""
+    """A method with its config (resolved hyperparameters), optionally bound to a model."""
 
     definition: MethodDef
-    hparams: tuple[tuple[str, Any], ...]
+    config: MethodConfig
     model: Model | None = None
     label: str = ""
 
     @property
     def name(self) -> str:
         return self.label or self.definition.name
+
+    @property
+    def hparams(self) -> tuple[tuple[str, Any], ...]:
+        """``(name, value)`` pairs of the config, sorted by name."""
+        return tuple(sorted(self.config.values().items()))
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -291,7 +257,7 @@ class Method:
     @property
     def touches(self) -> Selector:
         """The parameters this method (with its hyperparameters) may change."""
-        return self.definition.touch_selector(self.hp)
+        return self.config.touch_selector()
 
     def degenerate_reason(self, model: Model | None = None, params: Any = None) -> str | None:
         """Why this method degenerates on ``model`` (default: the bound one), else None.
@@ -301,7 +267,7 @@ class Method:
         model = model if model is not None else self.model
         if model is None:
             raise ValueError(f"method {self.name!r} is not bound to a model: pass a model")
-        return _degenerate(self.name, self.definition.needs_for(self.hp), model, params)
+        return _degenerate(self.name, self.config.requirements(), model, params)
 
     @property
     def search_space(self) -> dict[str, HP]:
@@ -313,11 +279,18 @@ class Method:
 
     def with_hparams(self, **hp: Any) -> Method:
         """Returns a copy with some hyperparameters replaced (validated)."""
-        return dataclasses.replace(self, hparams=_resolve(self.definition, {**self.hp, **hp}))
+        return self.with_config(_resolve(self.definition, hp, self.config))
+
+    def with_config(self, config: MethodConfig) -> Method:
+        """Returns a copy running ``config`` (an instance of this method's config class)."""
+        if type(config) is not self.definition.config:
+            raise ValueError(f"{self.name}: expected a {self.definition.config.__name__}, "
+                             f"got {type(config).__name__}")
+        return dataclasses.replace(self, config=config)
 
     @functools.cached_property
     def stage(self) -> Stage:
-        return self.definition.build(**self.hp)
+        return self.definition.build(self.config)
 
     @functools.cached_property
     def fn(self) -> Callable[..., tuple[Any, Any]]:
@@ -338,12 +311,12 @@ class Method:
         """The method with hyperparameters ``names`` passed as (traceable) arguments.
 
         Returns ``f(params, model_state, splits, key, values)`` where ``values`` maps each
-        name in ``names`` to a scalar; the method is built inside ``f`` from ``{**self.hp,
-        **values}``. Jitting ``f`` compiles one program for every value of those
+        name in ``names`` to a scalar; the method is built inside ``f`` from the config with
+        those fields replaced. Jitting ``f`` compiles one program for every value of those
         hyperparameters (a sweep recompiles only when a structural one, e.g. epochs or a
-        batch size, changes). Builders that need a concrete value (Python control flow on
-        it) raise a JAX concretization error when traced; callers fall back to :attr:`fn`.
-        Values are range-checked by :attr:`stage` on the concrete ``self.hp``, not in ``f``.
+        batch size, changes). ``names`` should be traced fields of the config
+        (:attr:`MethodDef.traced`); values are range-checked on the concrete
+        :attr:`config`, not in ``f``.
         """
         if self.model is None:
             raise ValueError(
@@ -351,12 +324,12 @@ class Method:
         unknown = sorted(set(names) - set(self.definition.defaults))
         if unknown:
             raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}")
-        model, base, names = self.model, self.hp, tuple(names)
+        model, base, names = self.model, self.config, tuple(names)
 
         def run(params, model_state, splits: Splits, key, values):
             if set(values) != set(names):
                 raise ValueError(f"values: expected keys {sorted(names)}, got {sorted(values)}")
-            stage = self.definition.build(**{**base, **values})
+            stage = self.definition.build(dataclasses.replace(base, **values))
             state = UnlearnState(params, model_state, {}, model)
             state = stage(state, splits, as_key(key))
             return state.params, state.model_state
@@ -373,29 +346,18 @@ class Method:
         return self.jitted(params, model_state, splits, as_key(key))
 
 
-def _resolve(defn: MethodDef, hp: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+def _resolve(defn: MethodDef, hp: Mapping[str, Any],
+             base: MethodConfig | None = None) -> MethodConfig:
+    """``base`` (default: the default config) with the fields ``hp`` replaced, validated."""
     unknown = sorted(set(hp) - set(defn.defaults))
     if unknown:
         raise ValueError(
             f"unknown hyperparameter(s) {unknown} for {defn.name!r}; valid: "
             f"{', '.join(sorted(defn.defaults))}"
         )
-    merged = {**defn.defaults, **hp}
-    out = []
-    for k in sorted(merged):
-        v = merged[k]
-        d = defn.defaults[k]
-        if isinstance(d, bool) and not isinstance(v, bool):
-            raise ValueError(f"{defn.name}.{k} must be a bool, got {v!r}")
-        if isinstance(d, (int, float)) and not isinstance(d, bool):
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                raise ValueError(f"{defn.name}.{k} must be a finite number, got {v!r}")
-            if isinstance(d, int) and not isinstance(d, bool) and float(v).is_integer():
-                v = int(v)
-        if isinstance(v, list):
-            v = tuple(v)
-        out.append((k, v))
-    return tuple(out)
+    if base is None:
+        return defn.config(**hp)
+    return dataclasses.replace(base, **hp) if hp else base
 
 
 def list_methods(include_presets: bool = True) -> list[str]:
@@ -404,20 +366,29 @@ def list_methods(include_presets: bool = True) -> list[str]:
     return sorted(names)
 
 
-def get_method(name: str, model: Model | None = None, **hparams: Any) -> Method:
+def get_method(name: str | MethodConfig, model: Model | None = None,
+               **hparams: Any) -> Method:
     """Returns a registered method with hyperparameters resolved (defaults + overrides).
+
+    ``name`` is a method or preset name, or a config instance
+    (``get_method(MsgConfig(lr=1e-2))``: the method it is registered for, with those
+    values); ``hparams`` replace fields of the (preset's) config.
 
     Raises:
         ValueError: unknown method (listing the valid ones) or unknown/invalid hyperparameter.
     """
-    label = ""
-    if name in _PRESETS:
+    label, base = "", None
+    if isinstance(name, MethodConfig):
+        if type(name) not in _BY_CONFIG:
+            raise ValueError(f"{type(name).__name__} is not a registered method config")
+        name, base = _BY_CONFIG[type(name)], name
+    elif name in _PRESETS:
         preset = _PRESETS[name]
-        label, name, hparams = name, preset.base, {**preset.overrides, **hparams}
+        label, name, base = name, preset.base, preset.config
     if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
     defn = _REGISTRY[name]
-    m = Method(defn, _resolve(defn, hparams), model, label)
+    m = Method(defn, _resolve(defn, hparams, base), model, label)
     m.stage  # build now so bad hyperparameter values fail here, not inside jit  # noqa: B018
     return m
 
@@ -445,7 +416,7 @@ def degenerate_reason(method_name: str, hparams: Mapping[str, Any] | None, model
         ValueError: unknown method or invalid hyperparameters.
     """
     m = get_method(method_name, **dict(hparams or {}))
-    return _degenerate(m.name, m.definition.needs_for(m.hp), model, params)
+    return _degenerate(m.name, m.config.requirements(), model, params)
 
 
 def _degenerate(name: str, needs: Sequence[Need], model: Model, params: Any) -> str | None:

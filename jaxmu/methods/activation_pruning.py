@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, HP, register
+from jaxmu.methods._checks import BN, batch, non_negative, positive, unit
+from jaxmu.methods._config import BATCH, EPOCHS, HP, LR, MOMENTUM, WD, MethodConfig, hparam
+from jaxmu.methods._core import register
 from jaxmu.models import path_str
 from jaxmu.stages import activation_means, finetune, sequence, sgd
 from jaxmu.types import Splits, Stage, UnlearnState
@@ -88,19 +90,31 @@ def make_masks(q_early: float, q_deep: float, deep_from: float) -> Stage:
     return run
 
 
-@register(
-    "activation_pruning",
-    defaults=dict(q_early=0.99, q_deep=0.90, deep_from=0.5, probe_batch_size=256, epochs=3,
-                  batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4, bn="train"),
-    space={**COMMON, "q_early": HP("float", 0.9, 1.0), "q_deep": HP("float", 0.5, 1.0)},
-    summary="mean activation over forget per site; zero (fixed mask in model_state) the units "
-            "above the q-th percentile (q_early / q_deep); CE on retain with masks, SGD+cosine",
-    paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
-    section="docs/methods.md#activation_pruning",
-    touches="all",
-)
-def activation_pruning(q_early, q_deep, deep_from, probe_batch_size, epochs, batch_size, lr,
-                       momentum, weight_decay, bn):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ActivationPruningConfig(MethodConfig):
+    """Activation pruning's hyperparameters: the common search space and the quantiles
+    ``q_early`` in [0.9, 1], ``q_deep`` in [0.5, 1]."""
+
+    lr: float = LR(0.01, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: int = EPOCHS(3, check=positive)
+    q_early: float = HP("float", 0.9, 1.0, traced=True)(0.99, check=unit)
+    q_deep: float = HP("float", 0.5, 1.0, traced=True)(0.90, check=unit)
+    deep_from: float = hparam(0.5, check=unit)
+    probe_batch_size: int = hparam(256, check=batch)
+    bn: str = hparam("train", check=BN)
+    touches = "all"
+
+
+@register("activation_pruning", config=ActivationPruningConfig,
+          summary="mean activation over forget per site; zero (fixed mask in model_state) the "
+                  "units above the q-th percentile (q_early / q_deep); CE on retain with masks, "
+                  "SGD+cosine",
+          paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
+          section="docs/methods.md#activation_pruning")
+def activation_pruning(c: ActivationPruningConfig):
     """Activation (forget) pruning.
 
     1. Mean activation over the forget set at every activation site of the model (eval
@@ -129,20 +143,9 @@ def activation_pruning(q_early, q_deep, deep_from, probe_batch_size, epochs, bat
     References:
         Akbari, Gaudi, Morshed, Machine Unlearning, §3.3; docs/methods.md#activation_pruning.
     """
-    _checks.unit("q_early", q_early)
-    _checks.unit("q_deep", q_deep)
-    _checks.unit("deep_from", deep_from)
-    probe_batch_size = _checks.batch("probe_batch_size", probe_batch_size)
-    _checks.positive("epochs", epochs)
-    batch_size = _checks.batch("batch_size", batch_size)
-    _checks.positive("lr", lr)
-    _checks.non_negative("momentum", momentum)
-    _checks.non_negative("weight_decay", weight_decay)
-    if bn not in ("train", "eval"):
-        raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
     return sequence(
-        activation_means(MEANS, "forget", probe_batch_size),
-        make_masks(q_early, q_deep, deep_from),
-        finetune(losses.ce(), sgd(momentum, weight_decay), lr=lr, split="retain",
-                 epochs=epochs, batch_size=batch_size, schedule="cosine", bn=bn),
+        activation_means(MEANS, "forget", c.probe_batch_size),
+        make_masks(c.q_early, c.q_deep, c.deep_from),
+        finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
+                 epochs=c.epochs, batch_size=c.batch_size, schedule="cosine", bn=c.bn),
     )

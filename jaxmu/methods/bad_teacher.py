@@ -1,12 +1,15 @@
 """BT (Bad Teacher): distil from the original on retain rows and from a randomly initialised
 copy of the architecture on forget rows."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from jaxmu.losses import Loss, LossInputs, teacher_logits
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, TEMPERATURE, register
+from jaxmu.methods._checks import batch, clip_temperature, non_negative, positive
+from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, TEMPERATURE, WD, MethodConfig
+from jaxmu.methods._core import register
 from jaxmu.stages import adam, finetune, sequence, snapshot
 from jaxmu.types import Splits, Stage, UnlearnState
 
@@ -40,18 +43,26 @@ def bad_teacher_kl(temperature: float, competent: str = "teacher",
     return Loss(fn, "bad_teacher_kl")
 
 
-@register(
-    "bad_teacher",
-    defaults=dict(epochs=10, batch_size=256, lr=0.01, momentum=0.9, weight_decay=0.0,
-                  temperature=1.0),
-    space={**COMMON, "temperature": TEMPERATURE},
-    summary="mixed retain/forget stream; KL('mean') to the original on retain rows and to a "
-            "random init of the same architecture on forget rows; Adam",
-    paper="Deep Unlearn (004), after Chundawat et al. Bad Teaching",
-    section="docs/methods.md#bad_teacher",
-    touches="all",
-)
-def bad_teacher(epochs, batch_size, lr, momentum, weight_decay, temperature):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BadTeacherConfig(MethodConfig):
+    """Bad Teacher's hyperparameters: the common search space (``momentum`` is ignored:
+    Adam) and ``temperature``."""
+
+    lr: float = LR(0.01, check=positive)
+    momentum: float = MOMENTUM(0.9)
+    weight_decay: float = WD(0.0, check=non_negative)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = EPOCHS(10, check=positive)
+    temperature: float = TEMPERATURE(1.0, check=non_negative)
+    touches = "all"
+
+
+@register("bad_teacher", config=BadTeacherConfig,
+          summary="mixed retain/forget stream; KL('mean') to the original on retain rows and "
+                  "to a random init of the same architecture on forget rows; Adam",
+          paper="Deep Unlearn (004), after Chundawat et al. Bad Teaching",
+          section="docs/methods.md#bad_teacher")
+def bad_teacher(c: BadTeacherConfig):
     """Bad Teacher (incompetent-teacher distillation).
 
     The competent teacher is a frozen snapshot of the original model; the incompetent
@@ -77,13 +88,10 @@ def bad_teacher(epochs, batch_size, lr, momentum, weight_decay, temperature):
         using an Incompetent Teacher (AAAI 2023); Cadet et al., Deep Unlearn (2024); the
         reference code: docs/methods.md#bad_teacher.
     """
-    del momentum  # Adam: the reference ignores it too
-    t = _checks.temperature("temperature", temperature)
-    tx = adam(_checks.non_negative("weight_decay", weight_decay))
+    # c.momentum is ignored (Adam), as in the reference.
     return sequence(
         snapshot("teacher"),
         fresh_teacher("incompetent"),
-        finetune(bad_teacher_kl(t), tx, lr=_checks.positive("lr", lr), split="train",
-                 epochs=_checks.positive("epochs", epochs),
-                 batch_size=_checks.batch("batch_size", batch_size)),
+        finetune(bad_teacher_kl(clip_temperature(c.temperature)), adam(c.weight_decay),
+                 lr=c.lr, split="train", epochs=c.epochs, batch_size=c.batch_size),
     )

@@ -5,71 +5,65 @@ from __future__ import annotations
 import dataclasses
 
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import BATCH, EPOCHS, HP, LR, MOMENTUM, UNIT, WD, register
+from jaxmu.methods._checks import BN, batch, integer, non_negative, positive, unit
+from jaxmu.methods._config import (
+    BATCH,
+    EPOCHS,
+    HP,
+    LR,
+    MOMENTUM,
+    UNIT,
+    WD,
+    MethodConfig,
+    hparam,
+)
+from jaxmu.methods._core import register
 from jaxmu.models import Selector, last_k_blocks
 from jaxmu.stages import finetune, sequence, sgd, snapshot
 from jaxmu.types import Stage
 
 ANCHOR = "prox_anchor"
 
-CFK_DEFAULTS = dict(epochs=10, batch_size=256, num_blocks=1, lr=0.01, sgda_learning_rate=5e-4,
-                    sgda_decay_rate=0.1, sgda_weight_decay=0.1, momentum=0.9, bn="eval")
-CFK_SPACE = dict(
-    epochs=EPOCHS,
-    batch_size=BATCH,
-    sgda_decay_rate=UNIT,
-    sgda_learning_rate=dataclasses.replace(LR, dead=True),
-    sgda_weight_decay=WD,
-    lr=LR,
-    momentum=dataclasses.replace(MOMENTUM, dead=True),
-    num_blocks=HP("int", 1, 10),
-)
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CfKConfig(MethodConfig):
+    """CF-k's hyperparameters (not the common space: ``sgda_learning_rate`` and
+    ``momentum`` are searched by the reference but unused, dead here). EU-k extends it."""
+
+    epochs: int = EPOCHS(10, check=positive)
+    batch_size: int = BATCH(256, check=batch)
+    sgda_decay_rate: float = UNIT(0.1, check=unit)
+    sgda_learning_rate: float = LR(5e-4, dead=True)
+    sgda_weight_decay: float = WD(0.1, check=non_negative)
+    lr: float = LR(0.01, check=positive)
+    momentum: float = MOMENTUM(0.9, dead=True)
+    num_blocks: int = HP("int", 1, 10)(1, check=integer)
+    bn: str = hparam("eval", check=BN)
+
+    def touches(self) -> Selector:
+        """The last ``num_blocks`` blocks and the classifier."""
+        return last_k_blocks(int(self.num_blocks))
 
 
-def last_k_touched(hparams) -> Selector:
-    """What CF-k and EU-k may change: the last ``num_blocks`` blocks and the classifier."""
-    return last_k_blocks(int(hparams["num_blocks"]))
-
-
-def check_last_k(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_weight_decay, bn):
-    """Validates the CF-k / EU-k hyperparameters (shared with ``eu_k``)."""
-    _checks.positive("epochs", epochs)
-    _checks.batch("batch_size", batch_size)
-    if int(num_blocks) != num_blocks or num_blocks < 0:
-        raise ValueError(f"num_blocks must be an integer >= 0, got {num_blocks}")
-    _checks.positive("lr", lr)
-    _checks.unit("sgda_decay_rate", sgda_decay_rate)
-    _checks.non_negative("sgda_weight_decay", sgda_weight_decay)
-    if bn not in ("train", "eval"):
-        raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
-
-
-def last_k_finetune(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_weight_decay,
-                    bn, augment: bool = False) -> Stage:
+def last_k_finetune(c: CfKConfig, augment: bool = False) -> Stage:
     """Snapshot the anchor, then SGD (momentum 0, wd 0) on CE + (lambda/2)|theta -
     theta_anchor|^2 over the last ``num_blocks`` blocks + classifier, 0-indexed step decay."""
     return sequence(
         snapshot(ANCHOR),
-        finetune(losses.ce() + losses.proximal(ANCHOR, l2=sgda_weight_decay), sgd(0.0, 0.0),
-                 lr=lr, split="retain", epochs=epochs, batch_size=int(batch_size),
-                 schedule="step", schedule_kw=dict(decay_rate=sgda_decay_rate,
+        finetune(losses.ce() + losses.proximal(ANCHOR, l2=c.sgda_weight_decay), sgd(0.0, 0.0),
+                 lr=c.lr, split="retain", epochs=c.epochs, batch_size=int(c.batch_size),
+                 schedule="step", schedule_kw=dict(decay_rate=c.sgda_decay_rate,
                                                    one_indexed=False),
-                 bn=bn, augment=augment, select=last_k_blocks(int(num_blocks))),
+                 bn=c.bn, augment=augment, select=last_k_blocks(int(c.num_blocks))),
     )
 
 
-@register(
-    "cf_k",
-    defaults=CFK_DEFAULTS,
-    space=CFK_SPACE,
-    summary="train only the last k blocks + head on retain: SGD(lr, momentum 0) + prox "
-            "(lambda/2)|theta - theta_start|^2, 0-indexed step decay, eval-mode BN",
-    paper="Deep Unlearn (004), after Goel et al. / SCRUB code", section="docs/methods.md#cf_k",
-    touches=last_k_touched,
-)
-def cf_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate,
-         sgda_weight_decay, momentum, bn):
+@register("cf_k", config=CfKConfig,
+          summary="train only the last k blocks + head on retain: SGD(lr, momentum 0) + prox "
+                  "(lambda/2)|theta - theta_start|^2, 0-indexed step decay, eval-mode BN",
+          paper="Deep Unlearn (004), after Goel et al. / SCRUB code",
+          section="docs/methods.md#cf_k")
+def cf_k(c: CfKConfig):
     """Catastrophic forgetting of the last k blocks (CF-k).
 
     Everything but the last ``num_blocks`` blocks and the classifier is frozen (bit-identical
@@ -93,6 +87,4 @@ def cf_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate
         et al., SCRUB (2023) code; Cadet et al., Deep Unlearn (2024); the reference code:
         docs/methods.md#cf_k.
     """
-    check_last_k(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_weight_decay, bn)
-    return last_k_finetune(epochs, batch_size, num_blocks, lr, sgda_decay_rate,
-                           sgda_weight_decay, bn)
+    return last_k_finetune(c)

@@ -6,14 +6,17 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxmu import losses
 from jaxmu.losses import Loss
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, UNIT, register
+from jaxmu.methods._checks import batch, non_negative, one_of, positive, positive_integer
+from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, UNIT, WD, MethodConfig, hparam
+from jaxmu.methods._core import register
 from jaxmu.models import conv_kernels, stem_conv, weights
 from jaxmu.stages import sequence, sgd
 from jaxmu.train import (
@@ -109,19 +112,28 @@ def finetune_with_confuser(loss: Loss, tx: optax.GradientTransformation, *, lr: 
     return run
 
 
-@register(
-    "cfw",
-    defaults=dict(epochs=4, batch_size=64, lr=7e-4, momentum=0.9, weight_decay=5e-4,
-                  start_confuser_std=0.6, final_confuser_std=0.005, scope="stem",
-                  weight_mode="batch_mean"),
-    space={**COMMON, "start_confuser_std": UNIT, "final_confuser_std": UNIT},
-    summary="N(w, s^2) on the stem conv; class-balanced CE on retain, SGD + cosine; "
-            "N(w, s_final^2) again before the last epoch",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 3rd place", section="docs/methods.md#cfw",
-    touches="all",
-)
-def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, final_confuser_std,
-        scope, weight_mode):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CfwConfig(MethodConfig):
+    """CFW's hyperparameters: the common search space and the two confuser scales."""
+
+    lr: float = LR(7e-4, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: int = EPOCHS(4, check=positive_integer)
+    start_confuser_std: float = UNIT(0.6, check=non_negative)
+    final_confuser_std: float = UNIT(0.005, check=non_negative)
+    scope: str = hparam("stem", check=one_of(SCOPES))
+    weight_mode: str = hparam("batch_mean", check=one_of(WEIGHT_MODES))
+    touches = "all"
+
+
+@register("cfw", config=CfwConfig,
+          summary="N(w, s^2) on the stem conv; class-balanced CE on retain, SGD + cosine; "
+                  "N(w, s_final^2) again before the last epoch",
+          paper="Deep Unlearn (004), Kaggle NeurIPS-2023 3rd place",
+          section="docs/methods.md#cfw")
+def cfw(c: CfwConfig):
     """Confuse the early convs with Gaussian noise, then fine-tune with class-weighted CE.
 
     1. *Vision confuser*: ``w <- w + start_confuser_std * N(0, 1)`` on the target kernels.
@@ -154,22 +166,11 @@ def cfw(epochs, batch_size, lr, momentum, weight_decay, start_confuser_std, fina
         Approaches for Data Protection, §IV-B5 ("Deviation"); the reference code:
         docs/methods.md#cfw.
     """
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    if weight_mode not in WEIGHT_MODES:
-        raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {weight_mode!r}")
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs}")
-    _checks.non_negative("start_confuser_std", start_confuser_std)
-    _checks.non_negative("final_confuser_std", final_confuser_std)
-    _checks.non_negative("momentum", momentum)
-    _checks.non_negative("weight_decay", weight_decay)
     return sequence(
-        _confuser(start_confuser_std, scope),
+        _confuser(c.start_confuser_std, c.scope),
         balanced_class_weights("cfw_weights"),
-        finetune_with_confuser(losses.class_weighted_ce("cfw_weights", weight_mode),
-                               sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
-                               epochs=int(epochs),
-                               batch_size=_checks.batch("batch_size", batch_size),
-                               confuser=_confuser(final_confuser_std, scope)),
+        finetune_with_confuser(losses.class_weighted_ce("cfw_weights", c.weight_mode),
+                               sgd(c.momentum, c.weight_decay), lr=c.lr, epochs=c.epochs,
+                               batch_size=c.batch_size,
+                               confuser=_confuser(c.final_confuser_std, c.scope)),
     )

@@ -3,24 +3,35 @@
 A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
 """
 
+import dataclasses
+
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, Need, register
+from jaxmu.methods._checks import batch, positive
+from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, WD, MethodConfig, Need
+from jaxmu.methods._core import register
 from jaxmu.models import conv_kernels
 from jaxmu.stages import finetune, sequence, sgd
 from jaxmu.transforms import transpose_conv
 
 
-@register(
-    "ct",
-    defaults=dict(epochs=3, batch_size=64, lr=1e-3, momentum=0.9, weight_decay=5e-4),
-    space=COMMON,
-    summary="transpose conv kernels (h<->w); CE on retain, SGD + cosine",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="docs/methods.md#ct",
-    touches="all",
-    needs=(Need("conv kernels", "fine-tuning (FT)"),),
-)
-def ct(epochs, batch_size, lr, momentum, weight_decay):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CtConfig(MethodConfig):
+    """CT's hyperparameters (the common search space); without conv kernels CT is FT."""
+
+    lr: float = LR(1e-3, check=positive)
+    momentum: float = MOMENTUM(0.9)
+    weight_decay: float = WD(5e-4)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: int = EPOCHS(3)
+    touches = "all"
+    needs = (Need("conv kernels", "fine-tuning (FT)"),)
+
+
+@register("ct", config=CtConfig,
+          summary="transpose conv kernels (h<->w); CE on retain, SGD + cosine",
+          paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution",
+          section="docs/methods.md#ct")
+def ct(c: CtConfig):
     """Swap the spatial axes of every conv kernel (1x1 unchanged), then E epochs of CE on D_r
     (train mode) with SGD and cosine annealing per epoch. Models without convs (MLP) are
     only fine-tuned.
@@ -30,8 +41,7 @@ def ct(epochs, batch_size, lr, momentum, weight_decay):
     """
     return sequence(
         transpose_conv(conv_kernels, allow_empty=True),
-        finetune(losses.ce(), sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
-                 split="retain", epochs=epochs,
-                 batch_size=_checks.batch("batch_size", batch_size), schedule="cosine"),
+        finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
+                 epochs=c.epochs, batch_size=c.batch_size, schedule="cosine"),
     )
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 
-from jaxmu.methods._core import HP, register
-from jaxmu.methods.cf_k import (
-    CFK_DEFAULTS,
-    CFK_SPACE,
-    check_last_k,
-    last_k_finetune,
-    last_k_touched,
-)
+from jaxmu.methods._checks import BN
+from jaxmu.methods._config import HP, hparam
+from jaxmu.methods._core import register
+from jaxmu.methods.cf_k import CfKConfig, last_k_finetune
 from jaxmu.models import Selector, last_k_blocks, path_str
 from jaxmu.stages import sequence
 from jaxmu.transforms import reinit
@@ -39,18 +37,23 @@ def keep_frozen_batch_stats(select: Selector, stage: Stage) -> Stage:
     return run
 
 
-@register(
-    "eu_k",
-    defaults=dict(CFK_DEFAULTS, bn="train", training_epoch_factor=10, augment=True,
-                  reset_bn_stats=True),
-    space=dict(CFK_SPACE, training_epoch_factor=HP("int", 1, 10, dead=True)),
-    summary="re-initialise the last k blocks + head (BN statistics reset); then CF-k's "
-            "proximal SGD on augmented retain, anchored at the fresh weights, train-mode BN",
-    paper="Deep Unlearn (004), after Goel et al.", section="docs/methods.md#eu_k",
-    touches=last_k_touched,
-)
-def eu_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate,
-         sgda_weight_decay, momentum, bn, training_epoch_factor, augment, reset_bn_stats):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EuKConfig(CfKConfig):
+    """EU-k's hyperparameters: CF-k's (train-mode BN by default) and the dead
+    ``training_epoch_factor``; ``augment`` and ``reset_bn_stats`` are not searched."""
+
+    bn: str = hparam("train", check=BN)
+    training_epoch_factor: int = HP("int", 1, 10, dead=True)(10)
+    augment: bool = True
+    reset_bn_stats: bool = True
+
+
+@register("eu_k", config=EuKConfig,
+          summary="re-initialise the last k blocks + head (BN statistics reset); then CF-k's "
+                  "proximal SGD on augmented retain, anchored at the fresh weights, "
+                  "train-mode BN",
+          paper="Deep Unlearn (004), after Goel et al.", section="docs/methods.md#eu_k")
+def eu_k(c: EuKConfig):
     """Exact unlearning of the last k blocks (EU-k).
 
     1. Re-initialise the last ``num_blocks`` blocks and the classifier with a fresh draw of
@@ -102,11 +105,8 @@ def eu_k(epochs, batch_size, num_blocks, lr, sgda_learning_rate, sgda_decay_rate
         Goel et al., Towards Adversarial Evaluation of Machine Unlearning (2022); Cadet et
         al., Deep Unlearn (2024); the reference code: docs/methods.md#eu_k.
     """
-    check_last_k(epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_weight_decay, bn)
-    select = last_k_blocks(int(num_blocks))
+    select = last_k_blocks(int(c.num_blocks))
     return sequence(
-        reinit(select, init="model", reset_batch_stats=reset_bn_stats),
-        keep_frozen_batch_stats(select, last_k_finetune(
-            epochs, batch_size, num_blocks, lr, sgda_decay_rate, sgda_weight_decay, bn,
-            augment=augment)),
+        reinit(select, init="model", reset_batch_stats=c.reset_bn_stats),
+        keep_frozen_batch_stats(select, last_k_finetune(c, augment=c.augment)),
     )

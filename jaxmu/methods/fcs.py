@@ -6,14 +6,32 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxmu import losses
 from jaxmu.losses import Loss
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, ETA_MIN, LR, MOMENTUM, TEMPERATURE, WD, register
+from jaxmu.methods._checks import (
+    batch,
+    clip_temperature,
+    non_negative,
+    positive,
+    positive_integer,
+)
+from jaxmu.methods._config import (
+    BATCH,
+    EPOCHS,
+    ETA_MIN,
+    LR,
+    MOMENTUM,
+    TEMPERATURE,
+    WD,
+    MethodConfig,
+)
+from jaxmu.methods._core import register
 from jaxmu.stages import finetune, sequence, sgd
 from jaxmu.train import (
     StepKeys,
@@ -92,23 +110,33 @@ def _stage2(epochs, batch_size, temperature, retain_lr, retain_momentum, retain_
     return run
 
 
-@register(
-    "fcs",
-    defaults=dict(epochs=8, batch_size=256, lr=0.005, momentum=0.9, weight_decay=0.0,
-                  retain_lr=1e-3, retain_momentum=0.9, retain_weight_decay=1e-2,
-                  forget_lr=3e-4, forget_momentum=0.9, forget_weight_decay=0.0,
-                  temperature=1.15, eta_min=1e-6),
-    space={**COMMON, "retain_lr": LR, "retain_momentum": MOMENTUM, "retain_weight_decay": WD,
-           "forget_lr": LR, "forget_momentum": MOMENTUM, "forget_weight_decay": WD,
-           "temperature": TEMPERATURE, "eta_min": ETA_MIN},
-    summary="KL(U || f) pass on forget; then E x [contrastive forget round (logit similarity "
-            "to retain, cosine per step), retain CE round (lr x B/64)]",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 1st place", section="docs/methods.md#fcs",
-    touches="all",
-)
-def fcs(epochs, batch_size, lr, momentum, weight_decay, retain_lr, retain_momentum,
-        retain_weight_decay, forget_lr, forget_momentum, forget_weight_decay, temperature,
-        eta_min):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FcsConfig(MethodConfig):
+    """FCS's hyperparameters: the common search space (stage 1; ``epochs`` counts the
+    forget/retain rounds), the retain and forget optimisers', ``temperature``, ``eta_min``."""
+
+    lr: float = LR(0.005, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(0.0, check=non_negative)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = EPOCHS(8, check=positive_integer)
+    retain_lr: float = LR(1e-3, check=positive)
+    retain_momentum: float = MOMENTUM(0.9, check=non_negative)
+    retain_weight_decay: float = WD(1e-2, check=non_negative)
+    forget_lr: float = LR(3e-4, check=positive)
+    forget_momentum: float = MOMENTUM(0.9, check=non_negative)
+    forget_weight_decay: float = WD(0.0, check=non_negative)
+    temperature: float = TEMPERATURE(1.15, check=non_negative)
+    eta_min: float = ETA_MIN(1e-6, check=positive)
+    touches = "all"
+
+
+@register("fcs", config=FcsConfig,
+          summary="KL(U || f) pass on forget; then E x [contrastive forget round (logit "
+                  "similarity to retain, cosine per step), retain CE round (lr x B/64)]",
+          paper="Deep Unlearn (004), Kaggle NeurIPS-2023 1st place",
+          section="docs/methods.md#fcs")
+def fcs(c: FcsConfig):
     """Forget with a uniform-KL warm-up and contrastive forget/retain rounds (FCS).
 
     Everything runs in train mode (BatchNorm statistics update, as the reference).
@@ -142,21 +170,10 @@ def fcs(epochs, batch_size, lr, momentum, weight_decay, retain_lr, retain_moment
         Approaches for Data Protection, §IV-B7 ("Divergence"); the reference code:
         docs/methods.md#fcs.
     """
-    b = _checks.batch("batch_size", batch_size)
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs}")
-    for name, v in (("lr", lr), ("retain_lr", retain_lr), ("forget_lr", forget_lr),
-                    ("eta_min", eta_min)):
-        _checks.positive(name, v)
-    for name, v in (("momentum", momentum), ("retain_momentum", retain_momentum),
-                    ("forget_momentum", forget_momentum), ("weight_decay", weight_decay),
-                    ("retain_weight_decay", retain_weight_decay),
-                    ("forget_weight_decay", forget_weight_decay)):
-        _checks.non_negative(name, v)
-    tau = _checks.temperature("temperature", temperature)
     return sequence(
-        finetune(losses.uniform_kl(), sgd(momentum, weight_decay), lr=lr, split="forget",
-                 epochs=1, batch_size=b),
-        _stage2(int(epochs), b, tau, retain_lr, retain_momentum, retain_weight_decay,
-                forget_lr, forget_momentum, forget_weight_decay, eta_min),
+        finetune(losses.uniform_kl(), sgd(c.momentum, c.weight_decay), lr=c.lr,
+                 split="forget", epochs=1, batch_size=c.batch_size),
+        _stage2(c.epochs, c.batch_size, clip_temperature(c.temperature), c.retain_lr,
+                c.retain_momentum, c.retain_weight_decay, c.forget_lr, c.forget_momentum,
+                c.forget_weight_decay, c.eta_min),
     )

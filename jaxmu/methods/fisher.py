@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from jaxmu.methods import _checks
-from jaxmu.methods._core import BATCH, UNIT, register
+from jaxmu.methods._checks import batch, integer, non_negative
+from jaxmu.methods._config import BATCH, UNIT, MethodConfig, hparam
+from jaxmu.methods._core import register
 from jaxmu.models import classifier, flat_normal
 from jaxmu.train import load_batch, ordered_indices
 from jaxmu.types import Splits, UnlearnState
@@ -90,17 +93,23 @@ def fisher_variance(h, head_flags, alpha: float):
     return jax.tree.map(one, h, head_flags)
 
 
-@register(
-    "fisher",
-    defaults=dict(alpha=0.2, batch_size=64, class_chunk=0),
-    space=dict(batch_size=BATCH, alpha=UNIT),
-    summary="diagonal Fisher F on retain (eval mode, C classes per batch); "
-            "theta = theta0 + sqrt(alpha/F clamped, x10 rules) * N(0, 1)",
-    paper="Deep Unlearn (004), after Golatkar et al. / Jia et al. Unlearn-Sparse",
-    section="docs/methods.md#fisher",
-    touches="all",
-)
-def fisher(alpha, batch_size, class_chunk):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FisherConfig(MethodConfig):
+    """FF's hyperparameters: ``batch_size`` and ``alpha`` are searched; ``class_chunk``
+    only sets memory use."""
+
+    batch_size: int = BATCH(64, check=batch)
+    alpha: float = UNIT(0.2, check=non_negative)
+    class_chunk: int = hparam(0, check=integer)
+    touches = "all"
+
+
+@register("fisher", config=FisherConfig,
+          summary="diagonal Fisher F on retain (eval mode, C classes per batch); "
+                  "theta = theta0 + sqrt(alpha/F clamped, x10 rules) * N(0, 1)",
+          paper="Deep Unlearn (004), after Golatkar et al. / Jia et al. Unlearn-Sparse",
+          section="docs/methods.md#fisher")
+def fisher(c: FisherConfig):
     """Fisher forgetting (FF).
 
     1. Diagonal Fisher ``H`` on D_r in eval mode (:func:`fisher_diagonal`): for every batch
@@ -138,11 +147,7 @@ def fisher(alpha, batch_size, class_chunk):
         Golatkar et al., Eternal Sunshine of the Spotless Net (CVPR 2020); Cadet et al.,
         Deep Unlearn (2024); the reference code: docs/methods.md#fisher.
     """
-    _checks.non_negative("alpha", alpha)
-    batch_size = _checks.batch("batch_size", batch_size)
-    if int(class_chunk) != class_chunk or class_chunk < 0:
-        raise ValueError(f"class_chunk must be an integer >= 0, got {class_chunk}")
-    class_chunk = int(class_chunk)
+    alpha, batch_size, class_chunk = c.alpha, c.batch_size, c.class_chunk
 
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
         model = state.model

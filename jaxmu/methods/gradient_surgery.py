@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -10,8 +11,9 @@ import optax
 
 from jaxmu import losses
 from jaxmu.losses import Loss, LossInputs, cross_entropy
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, HP, LR, register
+from jaxmu.methods._checks import BN, batch, integer, non_negative, one_of, positive
+from jaxmu.methods._config import BATCH, EPOCHS, HP, LR, MOMENTUM, WD, MethodConfig, hparam
+from jaxmu.methods._core import register
 from jaxmu.stages import finetune, sequence, sgd, snapshot
 from jaxmu.train import StepKeys, batch_loader, epoch_indices, steps_per_epoch, train_pass
 from jaxmu.transforms import project_out_vector
@@ -91,21 +93,32 @@ def projected_ascent(steps: int, lr: float, batch_size: int, bn: str = "train") 
     return run
 
 
-@register(
-    "gradient_surgery",
-    defaults=dict(ascent_lr=0.01, ascent_steps=20, lr=0.05, epochs=3, batch_size=64,
-                  momentum=0.9, weight_decay=0.0, l1=1e-5, l2=1e-3, anchor="original",
-                  bn="train"),
-    space={**COMMON, "ascent_lr": LR, "ascent_steps": HP("int", 1, 200),
-           "l1": HP("log", 1e-7, 1e-3), "l2": HP("log", 1e-6, 1e-1)},
-    summary="ascent on forget CE along g_F minus its projection on g_R (per step); then CE "
-            "on retain + l1|theta-theta0|_1 + l2|theta-theta0|^2, SGD + cosine",
-    paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
-    section="docs/methods.md#gradient_surgery",
-    touches="all",
-)
-def gradient_surgery(ascent_lr, ascent_steps, lr, epochs, batch_size, momentum, weight_decay,
-                     l1, l2, anchor, bn):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GradientSurgeryConfig(MethodConfig):
+    """Gradient surgery's hyperparameters: the common search space (the retain phase),
+    ``ascent_lr``, ``ascent_steps`` and the penalty weights ``l1``, ``l2``."""
+
+    lr: float = LR(0.05, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(0.0, check=non_negative)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: int = EPOCHS(3, check=positive)
+    ascent_lr: float = LR(0.01, check=positive)
+    ascent_steps: int = HP("int", 1, 200)(20, check=integer)
+    l1: float = HP("log", 1e-7, 1e-3, traced=True)(1e-5, check=non_negative)
+    l2: float = HP("log", 1e-6, 1e-1, traced=True)(1e-3, check=non_negative)
+    anchor: str = hparam("original", check=one_of(("original", "ascent"),
+                                                  "'original' or 'ascent'"))
+    bn: str = hparam("train", check=BN)
+    touches = "all"
+
+
+@register("gradient_surgery", config=GradientSurgeryConfig,
+          summary="ascent on forget CE along g_F minus its projection on g_R (per step); then "
+                  "CE on retain + l1|theta-theta0|_1 + l2|theta-theta0|^2, SGD + cosine",
+          paper="Machine Unlearning: soft relabeling, gradient surgery, forget pruning (001)",
+          section="docs/methods.md#gradient_surgery")
+def gradient_surgery(c: GradientSurgeryConfig):
     """Gradient surgery.
 
     1. Ascent phase (:func:`projected_ascent`): ``ascent_steps`` steps; each draws a forget
@@ -131,26 +144,13 @@ def gradient_surgery(ascent_lr, ascent_steps, lr, epochs, batch_size, momentum, 
         Akbari, Gaudi, Morshed, Machine Unlearning, §3.2; Yu et al., Gradient Surgery for
         Multi-Task Learning (2020); docs/methods.md#gradient_surgery.
     """
-    _checks.positive("ascent_lr", ascent_lr)
-    if int(ascent_steps) != ascent_steps or ascent_steps < 0:
-        raise ValueError(f"ascent_steps must be an integer >= 0, got {ascent_steps}")
-    _checks.positive("lr", lr)
-    _checks.positive("epochs", epochs)
-    batch_size = _checks.batch("batch_size", batch_size)
-    _checks.non_negative("momentum", momentum)
-    _checks.non_negative("weight_decay", weight_decay)
-    _checks.non_negative("l1", l1)
-    _checks.non_negative("l2", l2)
-    if anchor not in ("original", "ascent"):
-        raise ValueError(f"anchor must be 'original' or 'ascent', got {anchor!r}")
-    if bn not in ("train", "eval"):
-        raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
-    ascent = (projected_ascent(int(ascent_steps), ascent_lr, batch_size, bn)
-              if ascent_steps > 0 else (lambda s, sp, k: s))
-    first = (snapshot(ANCHOR), ascent) if anchor == "original" else (ascent, snapshot(ANCHOR))
+    ascent = (projected_ascent(int(c.ascent_steps), c.ascent_lr, c.batch_size, c.bn)
+              if c.ascent_steps > 0 else (lambda s, sp, k: s))
+    first = (snapshot(ANCHOR), ascent) if c.anchor == "original" else (ascent,
+                                                                        snapshot(ANCHOR))
     return sequence(
         *first,
-        finetune(losses.ce() + elastic_net(ANCHOR, l1, l2),
-                 sgd(momentum, weight_decay), lr=lr, split="retain", epochs=epochs,
-                 batch_size=batch_size, schedule="cosine", bn=bn),
+        finetune(losses.ce() + elastic_net(ANCHOR, c.l1, c.l2),
+                 sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain", epochs=c.epochs,
+                 batch_size=c.batch_size, schedule="cosine", bn=c.bn),
     )

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxmu.methods import _checks
-from jaxmu.methods._core import BATCH, EPOCHS, UNIT, register
+from jaxmu.methods._checks import batch, non_negative, positive
+from jaxmu.methods._config import BATCH, EPOCHS, UNIT, MethodConfig, hparam
+from jaxmu.methods._core import register
 from jaxmu.train import load_batch, ordered_indices
 from jaxmu.types import Splits, UnlearnState
 
@@ -104,19 +105,26 @@ def woodfisher(v, grad_fn, indices, n_damp: float, chunk: int, faithful: bool = 
     return k
 
 
-@register(
-    "influence",
-    defaults=dict(alpha=0.2, batch_size=256, epochs=10, n_woodfisher=1000, chunk_size=64,
-                  faithful=True),
-    space=dict(epochs=dataclasses.replace(EPOCHS, dead=True), batch_size=BATCH, alpha=UNIT),
-    summary="v = g_f/(n_f+n_r) - g_r n_f/((n_f+n_r) n_r); k = WoodFisher(v) over the first "
-            "N+2 retain samples; theta += alpha k (eval mode)",
-    paper="Deep Unlearn (004), after Jia et al. Unlearn-Saliency (WoodFisher IU)",
-    section="docs/methods.md#influence",
-    touches="all",
-    random=False,
-)
-def influence(alpha, batch_size, epochs, n_woodfisher, chunk_size, faithful):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InfluenceConfig(MethodConfig):
+    """IU's hyperparameters: the dead ``epochs``, ``batch_size`` and ``alpha`` are
+    searched; ``n_woodfisher`` is N, ``chunk_size`` only sets memory use."""
+
+    epochs: int = EPOCHS(10, dead=True, check=batch)
+    batch_size: int = BATCH(256, check=batch)
+    alpha: float = UNIT(0.2, check=non_negative)
+    n_woodfisher: int = hparam(1000, check=positive)
+    chunk_size: int = hparam(64, check=batch)
+    faithful: bool = True
+    touches = "all"
+
+
+@register("influence", config=InfluenceConfig,
+          summary="v = g_f/(n_f+n_r) - g_r n_f/((n_f+n_r) n_r); k = WoodFisher(v) over the "
+                  "first N+2 retain samples; theta += alpha k (eval mode)",
+          paper="Deep Unlearn (004), after Jia et al. Unlearn-Saliency (WoodFisher IU)",
+          section="docs/methods.md#influence", random=False)
+def influence(c: InfluenceConfig):
     """Influence unlearning (IU) with the WoodFisher recursion.
 
     All in eval mode (BatchNorm running statistics, no dropout):
@@ -151,11 +159,8 @@ def influence(alpha, batch_size, epochs, n_woodfisher, chunk_size, faithful):
         Sparsity Can Simplify Machine Unlearning (2023); Cadet et al., Deep Unlearn (2024);
         the reference code: docs/methods.md#influence.
     """
-    _checks.non_negative("alpha", alpha)
-    batch_size = _checks.batch("batch_size", batch_size)
-    _checks.batch("epochs", epochs)
-    _checks.positive("n_woodfisher", n_woodfisher)
-    chunk_size = _checks.batch("chunk_size", chunk_size)
+    alpha, batch_size, chunk_size, n_woodfisher = (c.alpha, c.batch_size, c.chunk_size,
+                                                   c.n_woodfisher)
 
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
         model, params, ms, pool = state.model, state.params, state.model_state, splits.pool
@@ -170,7 +175,7 @@ def influence(alpha, batch_size, epochs, n_woodfisher, chunk_size, faithful):
 
         m = min(n_r, int(n_woodfisher) + 2)
         indices = splits.indices("retain")[:m]
-        k = woodfisher(v, grad_fn, indices, float(n_woodfisher), chunk_size, faithful)
+        k = woodfisher(v, grad_fn, indices, float(n_woodfisher), chunk_size, c.faithful)
         flat, unravel = ravel_pytree(params)
         return state.replace(params=unravel(flat + alpha * k.astype(flat.dtype)))
 

@@ -6,13 +6,32 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
 from jaxmu.losses import Loss, LossInputs, teacher_logits
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, EPOCHS, LR, MOMENTUM, TEMPERATURE, WD, register
+from jaxmu.methods._checks import (
+    batch,
+    clip_temperature,
+    non_negative,
+    one_of,
+    positive,
+    positive_integer,
+)
+from jaxmu.methods._config import (
+    BATCH,
+    EPOCHS,
+    LR,
+    MOMENTUM,
+    TEMPERATURE,
+    WD,
+    MethodConfig,
+    hparam,
+)
+from jaxmu.methods._core import register
 from jaxmu.methods._resets import torch_reset
 from jaxmu.models import classifier, stem_conv
 from jaxmu.stages import finetune, sequence, sgd, snapshot
@@ -41,20 +60,31 @@ def retain_loss(temperature: float) -> Loss:
     return soft_ce_tempered("teacher", temperature) + losses.ce() + warmup_loss(temperature)
 
 
-@register(
-    "kde",
-    defaults=dict(epochs=3, batch_size=64, lr=9e-4, momentum=0.9, weight_decay=5e-4,
-                  retain_epochs=3, retain_lr=1e-3, retain_momentum=0.9,
-                  retain_weight_decay=5e-4, temperature=5.0, warmup_split="val"),
-    space={**COMMON, "temperature": TEMPERATURE, "retain_epochs": EPOCHS, "retain_lr": LR,
-           "retain_momentum": MOMENTUM, "retain_weight_decay": WD},
-    summary="reset stem conv + head (PyTorch default init); KD (KL/T, batchmean) warm-up on "
-            "val; SoftCE + CE + KL on retain, SGD + cosine",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 7th place", section="docs/methods.md#kde",
-    touches="all",
-)
-def kde(epochs, batch_size, lr, momentum, weight_decay, retain_epochs, retain_lr,
-        retain_momentum, retain_weight_decay, temperature, warmup_split):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KdeConfig(MethodConfig):
+    """KDE's hyperparameters: the common search space (the warm-up), ``temperature`` and
+    the retain phase's ``retain_*``; ``warmup_split`` is not searched."""
+
+    lr: float = LR(9e-4, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: int = EPOCHS(3, check=positive_integer)
+    temperature: float = TEMPERATURE(5.0, check=non_negative)
+    retain_epochs: int = EPOCHS(3, check=positive_integer)
+    retain_lr: float = LR(1e-3, check=positive)
+    retain_momentum: float = MOMENTUM(0.9, check=non_negative)
+    retain_weight_decay: float = WD(5e-4, check=non_negative)
+    warmup_split: str = hparam("val", check=one_of(WARMUP_SPLITS))
+    touches = "all"
+
+
+@register("kde", config=KdeConfig,
+          summary="reset stem conv + head (PyTorch default init); KD (KL/T, batchmean) warm-up "
+                  "on val; SoftCE + CE + KL on retain, SGD + cosine",
+          paper="Deep Unlearn (004), Kaggle NeurIPS-2023 7th place",
+          section="docs/methods.md#kde")
+def kde(c: KdeConfig):
     """Knowledge-distillation unlearning after resetting the first and last layers.
 
     1. Teacher = a frozen snapshot of the original (eval mode).
@@ -90,24 +120,14 @@ def kde(epochs, batch_size, lr, momentum, weight_decay, retain_epochs, retain_lr
         place); Comparative Analysis of Machine Unlearning Approaches for Data Protection,
         §IV-B1 ("Distillation"); the reference code: docs/methods.md#kde.
     """
-    if warmup_split not in WARMUP_SPLITS:
-        raise ValueError(f"warmup_split must be one of {WARMUP_SPLITS}, got {warmup_split!r}")
-    for name, v in (("epochs", epochs), ("retain_epochs", retain_epochs)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v}")
-    for name, v in (("momentum", momentum), ("weight_decay", weight_decay),
-                    ("retain_momentum", retain_momentum),
-                    ("retain_weight_decay", retain_weight_decay)):
-        _checks.non_negative(name, v)
-    tau = _checks.temperature("temperature", temperature)
-    b = _checks.batch("batch_size", batch_size)
+    tau = clip_temperature(c.temperature)
     return sequence(
         snapshot("teacher"),
         torch_reset(stem_conv | classifier),
-        finetune(warmup_loss(tau), sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
-                 split=warmup_split, epochs=int(epochs), batch_size=b, shuffle=False),
-        finetune(retain_loss(tau),
-                 sgd(retain_momentum, retain_weight_decay),
-                 lr=_checks.positive("retain_lr", retain_lr), split="retain",
-                 epochs=int(retain_epochs), batch_size=b, schedule="cosine"),
+        finetune(warmup_loss(tau), sgd(c.momentum, c.weight_decay), lr=c.lr,
+                 split=c.warmup_split, epochs=c.epochs, batch_size=c.batch_size,
+                 shuffle=False),
+        finetune(retain_loss(tau), sgd(c.retain_momentum, c.retain_weight_decay),
+                 lr=c.retain_lr, split="retain", epochs=c.retain_epochs,
+                 batch_size=c.batch_size, schedule="cosine"),
     )

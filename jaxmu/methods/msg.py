@@ -3,26 +3,39 @@
 A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/methods.md#kaggle).
 """
 
+import dataclasses
+
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, UNIT, register
+from jaxmu.methods._checks import batch, positive, unit
+from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, UNIT, WD, MethodConfig
+from jaxmu.methods._core import register
 from jaxmu.models import conv_kernels, weights
 from jaxmu.stages import GradientPart, finetune, sequence, sgd, sum_gradients
 from jaxmu.transforms import mask_by_gradient_saliency, reinit, scale_by_mask
 
 
-@register(
-    "msg",
-    defaults=dict(epochs=5, batch_size=64, lr=1e-3, momentum=0.9, weight_decay=5e-4,
-                  init_rate=0.3, kept_scale=0.1, probe_batch_size=64),
-    space={**COMMON, "init_rate": UNIT},
-    summary="probe G = sum grad CE_r(subset) - sum grad CE_f; re-init the init_rate smallest-|G| "
-            "conv entries; CE on retain, kept entries' grads x0.1, triangular lr",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="docs/methods.md#msg",
-    touches="all",
-)
-def msg(epochs, batch_size, lr, momentum, weight_decay, init_rate, kept_scale,
-        probe_batch_size):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MsgConfig(MethodConfig):
+    """MSG's hyperparameters: the common search space and ``init_rate``."""
+
+    lr: float = LR(1e-3, check=positive)
+    momentum: float = MOMENTUM(0.9)
+    weight_decay: float = WD(5e-4)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: int = EPOCHS(5)
+    init_rate: float = UNIT(0.3, check=unit)
+    kept_scale: float = 0.1
+    probe_batch_size: int = 64
+    touches = "all"
+
+
+@register("msg", config=MsgConfig,
+          summary="probe G = sum grad CE_r(subset) - sum grad CE_f; re-init the init_rate "
+                  "smallest-|G| conv entries; CE on retain, kept entries' grads x0.1, "
+                  "triangular lr",
+          paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution",
+          section="docs/methods.md#msg")
+def msg(c: MsgConfig):
     """Masked Small Gradients.
 
     1. Probe (train-mode BN, as the reference): G = sum of CE gradients over a random retain
@@ -38,8 +51,6 @@ def msg(epochs, batch_size, lr, momentum, weight_decay, init_rate, kept_scale,
     References:
         Cadet et al., Deep Unlearn (2024); the reference code: docs/methods.md#msg.
     """
-    _checks.unit("init_rate", init_rate)
-
     def run(state, splits, key):
         import jax
 
@@ -50,17 +61,17 @@ def msg(epochs, batch_size, lr, momentum, weight_decay, init_rate, kept_scale,
         # backward instead of two); part i draws from fold_in(key, i), as stage i of a
         # sequence would, so the stages after them start at 2.
         probe = sum_gradients("g", losses.ce(), [
-            GradientPart("retain", probe_batch_size, subset="forget"),
-            GradientPart("forget", batch_size, sign=-1.0),
+            GradientPart("retain", c.probe_batch_size, subset="forget"),
+            GradientPart("forget", c.batch_size, sign=-1.0),
         ], bn="train")
         rest = sequence(
-            mask_by_gradient_saliency("g", "reinit", init_rate, largest=False, select=select,
-                                      scope="layer", fill=1.0),
+            mask_by_gradient_saliency("g", "reinit", c.init_rate, largest=False,
+                                      select=select, scope="layer", fill=1.0),
             reinit(select, init="kaiming_normal_fan_out", where="reinit"),
             finetune(losses.ce(),
-                     sgd(momentum, weight_decay, scale_by_mask("reinit", 1.0, kept_scale)),
-                     lr=_checks.positive("lr", lr), split="retain", epochs=epochs,
-                     batch_size=_checks.batch("batch_size", batch_size),
+                     sgd(c.momentum, c.weight_decay, scale_by_mask("reinit", 1.0,
+                                                                   c.kept_scale)),
+                     lr=c.lr, split="retain", epochs=c.epochs, batch_size=c.batch_size,
                      schedule="triangular"),
             start=2,
         )

@@ -1,12 +1,15 @@
 """NG: negative gradient on a mixed retain/forget stream (per-sample CE, sign flipped on
 forget rows)."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import optax
 
 from jaxmu.losses import Loss, LossInputs
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, register
+from jaxmu.methods._checks import batch, non_negative, positive
+from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, WD, MethodConfig
+from jaxmu.methods._core import register
 from jaxmu.stages import finetune, sgd
 
 
@@ -26,18 +29,25 @@ def signed_ce(faithful: bool = False) -> Loss:
     return Loss(fn, "signed_ce" + ("[clamped]" if faithful else ""))
 
 
-@register(
-    "ng",
-    defaults=dict(epochs=5, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4,
-                  faithful=False),
-    space=COMMON,
-    summary="mixed retain/forget stream; per-sample CE with the sign flipped on forget rows; "
-            "SGD + cosine",
-    paper="Deep Unlearn (004), negative gradient (not benchmarked there)",
-    section="docs/methods.md#ng",
-    touches="all",
-)
-def ng(epochs, batch_size, lr, momentum, weight_decay, faithful):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NgConfig(MethodConfig):
+    """NG's hyperparameters: the common search space; ``faithful`` restores the clamp."""
+
+    lr: float = LR(0.1, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = EPOCHS(5, check=positive)
+    faithful: bool = False
+    touches = "all"
+
+
+@register("ng", config=NgConfig,
+          summary="mixed retain/forget stream; per-sample CE with the sign flipped on forget "
+                  "rows; SGD + cosine",
+          paper="Deep Unlearn (004), negative gradient (not benchmarked there)",
+          section="docs/methods.md#ng")
+def ng(c: NgConfig):
     """Negative gradient.
 
     E epochs over one shuffled stream mixing D_r and D_f (train-mode BatchNorm). The loss is
@@ -57,8 +67,5 @@ def ng(epochs, batch_size, lr, momentum, weight_decay, faithful):
         Cadet et al., Deep Unlearn (2024), whose code has NG but does not benchmark it;
         docs/methods.md#ng.
     """
-    tx = sgd(_checks.non_negative("momentum", momentum),
-             _checks.non_negative("weight_decay", weight_decay))
-    return finetune(signed_ce(faithful), tx, lr=_checks.positive("lr", lr), split="train",
-                    epochs=_checks.positive("epochs", epochs),
-                    batch_size=_checks.batch("batch_size", batch_size), schedule="cosine")
+    return finetune(signed_ce(c.faithful), sgd(c.momentum, c.weight_decay), lr=c.lr,
+                    split="train", epochs=c.epochs, batch_size=c.batch_size, schedule="cosine")

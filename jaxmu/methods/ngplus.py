@@ -1,23 +1,36 @@
 """NG+ (NegGrad+): descent on retain batches and ascent on cycled forget batches."""
 
+import dataclasses
+
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, UNIT, register
+from jaxmu.methods._checks import BN, batch, non_negative, positive, unit
+from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, UNIT, WD, MethodConfig, hparam
+from jaxmu.methods._core import register
 from jaxmu.stages import finetune, sequence, sgd, snapshot
 
 
-@register(
-    "ngplus",
-    defaults=dict(epochs=10, batch_size=256, lr=0.01, momentum=0.9, weight_decay=0.0,
-                  alpha=0.95, prox=0.0, bn="eval"),
-    space={**COMMON, "alpha": UNIT},
-    summary="retain batches zipped with cycled forget batches; "
-            "alpha*CE_r - (1-alpha)*CE_f (+ alpha*prox/2*|theta-theta0|^2); eval-mode BN; SGD",
-    paper="Deep Unlearn (004), after Kurmanji et al. (SCRUB) NegGrad+",
-    section="docs/methods.md#ngplus",
-    touches="all",
-)
-def ngplus(epochs, batch_size, lr, momentum, weight_decay, alpha, prox, bn):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NgplusConfig(MethodConfig):
+    """NG+'s hyperparameters: the common search space and ``alpha``; the proximal weight
+    ``prox`` and the BatchNorm mode ``bn`` are not searched."""
+
+    lr: float = LR(0.01, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(0.0, check=non_negative)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = EPOCHS(10, check=positive)
+    alpha: float = UNIT(0.95, check=unit)
+    prox: float = hparam(0.0, check=non_negative)
+    bn: str = hparam("eval", check=BN)
+    touches = "all"
+
+
+@register("ngplus", config=NgplusConfig,
+          summary="retain batches zipped with cycled forget batches; alpha*CE_r - "
+                  "(1-alpha)*CE_f (+ alpha*prox/2*|theta-theta0|^2); eval-mode BN; SGD",
+          paper="Deep Unlearn (004), after Kurmanji et al. (SCRUB) NegGrad+",
+          section="docs/methods.md#ngplus")
+def ngplus(c: NgplusConfig):
     """NegGrad+.
 
     One epoch is one shuffled pass over D_r; each retain batch is paired with the next batch
@@ -40,16 +53,10 @@ def ngplus(epochs, batch_size, lr, momentum, weight_decay, alpha, prox, bn):
         Kurmanji et al., Towards Unbounded Machine Unlearning (2023); Cadet et al., Deep
         Unlearn (2024); the reference code: docs/methods.md#ngplus.
     """
-    _checks.unit("alpha", alpha)
-    _checks.non_negative("prox", prox)
-    if bn not in ("train", "eval"):
-        raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
+    alpha = c.alpha
     loss = alpha * losses.ce() - (1.0 - alpha) * losses.ce(second=True)
-    if prox > 0:
-        loss = loss + alpha * losses.proximal("anchor", l2=prox)
-    tx = sgd(_checks.non_negative("momentum", momentum),
-             _checks.non_negative("weight_decay", weight_decay))
-    train = finetune(loss, tx, lr=_checks.positive("lr", lr), split="retain", second="forget",
-                     epochs=_checks.positive("epochs", epochs),
-                     batch_size=_checks.batch("batch_size", batch_size), bn=bn)
-    return sequence(snapshot("anchor"), train) if prox > 0 else train
+    if c.prox > 0:
+        loss = loss + alpha * losses.proximal("anchor", l2=c.prox)
+    train = finetune(loss, sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
+                     second="forget", epochs=c.epochs, batch_size=c.batch_size, bn=c.bn)
+    return sequence(snapshot("anchor"), train) if c.prox > 0 else train

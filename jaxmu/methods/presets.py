@@ -3,7 +3,8 @@
 "Comparative Analysis of Machine Unlearning Approaches for Data Protection" (§IV-B; numbered
 000 in the registry's source column) re-runs seven Kaggle NeurIPS-2023 solutions on CIFAR-10.
 Five of them are methods jaxmu already has, with other settings; they are registered here as
-presets (``get_method("rotate")``), not new code:
+presets (``get_method("rotate")``), not new code: each is its base method's default config
+with some fields replaced (``dataclasses.replace``), under a name:
 
 =============  ======  =====================================================================
 preset         base    overrides (and why)
@@ -33,7 +34,14 @@ References:
     approaches), §VI (results); docs/methods.md#presets.
 """
 
+import dataclasses
+
 from jaxmu.methods._core import register_preset
+from jaxmu.methods.cfw import CfwConfig
+from jaxmu.methods.ct import CtConfig
+from jaxmu.methods.fcs import FcsConfig
+from jaxmu.methods.msg import MsgConfig
+from jaxmu.methods.prmq import PrmqConfig
 
 PAPER_000_EPOCHS = 9
 
@@ -46,6 +54,15 @@ PRESETS = {
     "divergence": ("fcs", dict(epochs=PAPER_000_EPOCHS)),
 }
 """name -> (base method, overrides)."""
+
+CONFIGS = {
+    "rotate": dataclasses.replace(CtConfig(), **PRESETS["rotate"][1]),
+    "pruning": dataclasses.replace(PrmqConfig(), **PRESETS["pruning"][1]),
+    "deviation": dataclasses.replace(CfwConfig(), **PRESETS["deviation"][1]),
+    "gradient": dataclasses.replace(MsgConfig(), **PRESETS["gradient"][1]),
+    "divergence": dataclasses.replace(FcsConfig(), **PRESETS["divergence"][1]),
+}
+"""name -> the preset's config: its base method's default config with the overrides."""
 
 SUMMARIES = {
     "rotate": "transpose conv kernels (h<->w); 9 epochs of CE on retain, SGD + cosine",
@@ -66,8 +83,8 @@ PAPER_SECTIONS = {"rotate": "§IV-B2", "pruning": "§IV-B4", "deviation": "§IV-
                   "gradient": "§IV-B6", "divergence": "§IV-B7"}
 """name -> the section of the Comparative Analysis paper that describes it."""
 
-for _name, (_base, _over) in PRESETS.items():
-    register_preset(_name, _base, summary=SUMMARIES[_name],
+for _name, _config in CONFIGS.items():
+    register_preset(_name, _config, summary=SUMMARIES[_name],
                     paper=f"Comparative Analysis of Machine Unlearning Approaches (000), "
                           f"{_name.capitalize()} {PAPER_SECTIONS[_name]}",
-                    section="docs/methods.md#presets", **_over)
+                    section="docs/methods.md#presets")

@@ -6,14 +6,24 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, EPOCHS_FLOAT, UNIT, register
+from jaxmu.methods._checks import batch, non_negative, positive, unit
+from jaxmu.methods._config import (
+    BATCH,
+    EPOCHS_FLOAT,
+    LR,
+    MOMENTUM,
+    UNIT,
+    WD,
+    MethodConfig,
+)
+from jaxmu.methods._core import register
 from jaxmu.models import path_str
 from jaxmu.stages import class_weights, finetune, sequence, sgd, snapshot
 from jaxmu.transforms import prune_l1_and_reinit, quantize_round_trip
@@ -40,17 +50,28 @@ def conv_dense_weights_and_biases(model: Any, params: Any, *, allow_empty: bool 
     return jax.tree.unflatten(treedef, flags)
 
 
-@register(
-    "prmq",
-    defaults=dict(epochs=3.2, batch_size=64, lr=5e-4, momentum=0.9, weight_decay=5e-4,
-                  prune_amount=0.99, faithful=False),
-    space={**COMMON, "prune_amount": UNIT, "epochs": EPOCHS_FLOAT},
-    summary="global L1 prune (99%) of conv/dense weights+biases, re-init pruned weights "
-            "U(+-1/sqrt(fan_in)); weighted CE + entropy MSE to O on retain; fp16 round trip",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 4th place", section="docs/methods.md#prmq",
-    touches="all",
-)
-def prmq(epochs, batch_size, lr, momentum, weight_decay, prune_amount, faithful):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrmqConfig(MethodConfig):
+    """PRMQ's hyperparameters: the common search space with fractional ``epochs``, and
+    ``prune_amount``."""
+
+    lr: float = LR(5e-4, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: float = EPOCHS_FLOAT(3.2, check=positive)
+    prune_amount: float = UNIT(0.99, check=unit)
+    faithful: bool = False
+    touches = "all"
+
+
+@register("prmq", config=PrmqConfig,
+          summary="global L1 prune (99%) of conv/dense weights+biases, re-init pruned weights "
+                  "U(+-1/sqrt(fan_in)); weighted CE + entropy MSE to O on retain; fp16 round "
+                  "trip",
+          paper="Deep Unlearn (004), Kaggle NeurIPS-2023 4th place",
+          section="docs/methods.md#prmq")
+def prmq(c: PrmqConfig):
     """Prune, Retrain, (Mask), Quantise.
 
     1. Teacher O' = a frozen snapshot of the original (evaluated in eval mode).
@@ -78,19 +99,14 @@ def prmq(epochs, batch_size, lr, momentum, weight_decay, prune_amount, faithful)
         Approaches for Data Protection, §IV-B4 ("Pruning"); the reference code:
         docs/methods.md#prmq.
     """
-    _checks.unit("prune_amount", prune_amount)
-    _checks.positive("epochs", epochs)
-    _checks.non_negative("momentum", momentum)
-    _checks.non_negative("weight_decay", weight_decay)
     loss = losses.class_weighted_ce("prmq_weights", "weighted") + losses.entropy_match("teacher")
     return sequence(
         snapshot("teacher"),
         class_weights("prmq_weights", "retain", power=-0.1),
-        prune_l1_and_reinit(prune_amount, conv_dense_weights_and_biases, scope="global",
+        prune_l1_and_reinit(c.prune_amount, conv_dense_weights_and_biases, scope="global",
                             init="uniform_fan_in"),
-        finetune(loss, sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
-                 split="retain", epochs=float(epochs),
-                 batch_size=_checks.batch("batch_size", batch_size),
-                 extra_steps=1 if faithful else 0),
+        finetune(loss, sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
+                 epochs=float(c.epochs), batch_size=c.batch_size,
+                 extra_steps=1 if c.faithful else 0),
         quantize_round_trip(jnp.float16),
     )

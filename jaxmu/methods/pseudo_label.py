@@ -3,6 +3,7 @@ paper): relabel forget, retrain head, fine-tune."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -10,8 +11,19 @@ import jax.numpy as jnp
 
 from jaxmu import losses
 from jaxmu.losses import Loss, LossInputs, entropy, teacher_logits
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, EPOCHS, LR, UNIT, Need, register
+from jaxmu.methods._checks import batch, non_negative, positive, unit
+from jaxmu.methods._config import (
+    BATCH,
+    EPOCHS,
+    LR,
+    MOMENTUM,
+    UNIT,
+    WD,
+    MethodConfig,
+    Need,
+    hparam,
+)
+from jaxmu.methods._core import register
 from jaxmu.models import ALL, classifier, conv_kernels
 from jaxmu.stages import finetune, sequence, sgd, snapshot
 from jaxmu.transforms import reinit, transpose_conv
@@ -53,23 +65,35 @@ def restore(name: str) -> Stage:
     return run
 
 
-@register(
-    "pseudo_label",
-    defaults=dict(ft_epochs=2, ft_lr=0.01, scratch_epochs=3, scratch_lr=0.1,
-                  entropy_threshold=0.5, head_epochs=2, head_lr=0.01, epochs=3, lr=1e-3,
-                  batch_size=64, momentum=0.9, weight_decay=5e-4),
-    space={**COMMON, "ft_epochs": EPOCHS, "scratch_epochs": EPOCHS, "head_epochs": EPOCHS,
-           "head_lr": LR, "entropy_threshold": UNIT},
-    summary="pseudo-label forget from a retain-fine-tuned and a brief from-scratch model; "
-            "transpose convs, re-init head, CE on pseudo-labelled forget (head only), CE on "
-            "retain",
-    paper="Comparative Analysis of Machine Unlearning Approaches (000), Kaggle solution",
-    section="docs/methods.md#pseudo_label",
-    touches="all",
-    needs=(Need("conv kernels for its rotate step", "pseudo-labelling without the rotation"),),
-)
-def pseudo_label(ft_epochs, ft_lr, scratch_epochs, scratch_lr, entropy_threshold,
-                 head_epochs, head_lr, epochs, lr, batch_size, momentum, weight_decay):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PseudoLabelConfig(MethodConfig):
+    """Pseudo-labelling's hyperparameters: the common search space (the final retain
+    fine-tune), the phases' epochs, ``head_lr`` and ``entropy_threshold``; ``ft_lr`` and
+    ``scratch_lr`` are not searched. Without conv kernels the rotate step does nothing."""
+
+    lr: float = LR(1e-3, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: int = EPOCHS(3, check=positive)
+    ft_epochs: int = EPOCHS(2, check=positive)
+    scratch_epochs: int = EPOCHS(3, check=positive)
+    head_epochs: int = EPOCHS(2, check=positive)
+    head_lr: float = LR(0.01, check=positive)
+    entropy_threshold: float = UNIT(0.5, check=unit)
+    ft_lr: float = hparam(0.01, check=positive)
+    scratch_lr: float = hparam(0.1, check=positive)
+    touches = "all"
+    needs = (Need("conv kernels for its rotate step", "pseudo-labelling without the rotation"),)
+
+
+@register("pseudo_label", config=PseudoLabelConfig,
+          summary="pseudo-label forget from a retain-fine-tuned and a brief from-scratch model; "
+                  "transpose convs, re-init head, CE on pseudo-labelled forget (head only), CE "
+                  "on retain",
+          paper="Comparative Analysis of Machine Unlearning Approaches (000), Kaggle solution",
+          section="docs/methods.md#pseudo_label")
+def pseudo_label(c: PseudoLabelConfig):
     """Pseudo-labelling (with Rotate).
 
     1. Reference models, all SGD(momentum, weight_decay) with cosine per epoch on D_r:
@@ -95,31 +119,23 @@ def pseudo_label(ft_epochs, ft_lr, scratch_epochs, scratch_lr, entropy_threshold
         Comparative Analysis of Machine Unlearning Approaches for Data Protection, §IV-B3;
         docs/methods.md#pseudo_label; the Rotate step is CT (docs/methods.md#ct).
     """
-    for name, v in dict(ft_epochs=ft_epochs, scratch_epochs=scratch_epochs,
-                        head_epochs=head_epochs, epochs=epochs, ft_lr=ft_lr,
-                        scratch_lr=scratch_lr, head_lr=head_lr, lr=lr).items():
-        _checks.positive(name, v)
-    _checks.unit("entropy_threshold", entropy_threshold)
-    batch_size = _checks.batch("batch_size", batch_size)
-    _checks.non_negative("momentum", momentum)
-    _checks.non_negative("weight_decay", weight_decay)
-    tx = sgd(momentum, weight_decay)
+    tx = sgd(c.momentum, c.weight_decay)
 
     def retain_ce(lr_, epochs_):
         return finetune(losses.ce(), tx, lr=lr_, split="retain", epochs=epochs_,
-                        batch_size=batch_size, schedule="cosine")
+                        batch_size=c.batch_size, schedule="cosine")
 
     return sequence(
         snapshot(ORIGINAL),
-        retain_ce(ft_lr, ft_epochs),
+        retain_ce(c.ft_lr, c.ft_epochs),
         snapshot(FINETUNED),
         reinit(ALL, init="model", reset_batch_stats=True),
-        retain_ce(scratch_lr, scratch_epochs),
+        retain_ce(c.scratch_lr, c.scratch_epochs),
         snapshot(SCRATCH),
         restore(ORIGINAL),
         transpose_conv(conv_kernels, allow_empty=True),
         reinit(classifier, init="model"),
-        finetune(pseudo_label_ce(entropy_threshold), tx, lr=head_lr, split="forget",
-                 epochs=head_epochs, batch_size=batch_size, bn="eval", select=classifier),
-        retain_ce(lr, epochs),
+        finetune(pseudo_label_ce(c.entropy_threshold), tx, lr=c.head_lr, split="forget",
+                 epochs=c.head_epochs, batch_size=c.batch_size, bn="eval", select=classifier),
+        retain_ce(c.lr, c.epochs),
     )

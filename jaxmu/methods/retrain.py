@@ -1,23 +1,35 @@
 """R: retrain from scratch on the retain set (the gold standard of exact unlearning)."""
 
+import dataclasses
+
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import BATCH, LR, WD, register
+from jaxmu.methods._checks import batch, positive
+from jaxmu.methods._config import BATCH, LR, WD, MethodConfig
+from jaxmu.methods._core import register
 from jaxmu.models import ALL
 from jaxmu.stages import finetune, sequence, sgd
 from jaxmu.transforms import reinit
 
 
-@register(
-    "retrain",
-    defaults=dict(epochs=30, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4,
-                  augment=True),
-    space=dict(lr=LR, weight_decay=WD, batch_size=BATCH),
-    summary="re-initialise everything; SGD 0.1/0.9/5e-4 + cosine on retain with augmentation",
-    paper="Deep Unlearn (004)", section="docs/methods.md#retrain",
-    touches="all",
-)
-def retrain(epochs, batch_size, lr, momentum, weight_decay, augment):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RetrainConfig(MethodConfig):
+    """R's hyperparameters: the recipe; ``lr``, ``weight_decay`` and ``batch_size`` are
+    searched."""
+
+    lr: float = LR(0.1, check=positive)
+    weight_decay: float = WD(5e-4)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = 30
+    momentum: float = 0.9
+    augment: bool = True
+    touches = "all"
+
+
+@register("retrain", config=RetrainConfig,
+          summary="re-initialise everything; SGD 0.1/0.9/5e-4 + cosine on retain with "
+                  "augmentation",
+          paper="Deep Unlearn (004)", section="docs/methods.md#retrain")
+def retrain(c: RetrainConfig):
     """Fresh init (from the method key), then Deep Unlearn's recipe on retain.
 
     The experiments train R with :func:`jaxmu.train.fit` from the same init seed as O (the
@@ -30,12 +42,11 @@ def retrain(epochs, batch_size, lr, momentum, weight_decay, augment):
     References:
         Cadet et al., Deep Unlearn (2024).
     """
-    _checks.batch("batch_size", batch_size)
     return sequence(
         reinit(ALL, init="model", reset_batch_stats=True),
-        finetune(losses.ce(), sgd(momentum, weight_decay), lr=_checks.positive("lr", lr),
-                 split="retain", epochs=epochs, batch_size=batch_size, schedule="cosine",
-                 augment=augment),
+        finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
+                 epochs=c.epochs, batch_size=c.batch_size, schedule="cosine",
+                 augment=c.augment),
     )
 
 

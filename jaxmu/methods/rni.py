@@ -6,6 +6,7 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any
@@ -15,8 +16,19 @@ import jax.numpy as jnp
 import optax
 
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, EPOCHS, LR, MOMENTUM, UNIT, WD, Need, register
+from jaxmu.methods._checks import batch, non_negative, non_negative_integer, positive, unit
+from jaxmu.methods._config import (
+    BATCH,
+    EPOCHS,
+    LR,
+    MOMENTUM,
+    UNIT,
+    WD,
+    MethodConfig,
+    Need,
+    hparam,
+)
+from jaxmu.methods._core import register
 from jaxmu.methods._resets import torch_reset
 from jaxmu.models import classifier, path_str, regex
 from jaxmu.stages import finetune, sequence, sgd
@@ -55,37 +67,62 @@ def pick_tensors(key: jax.Array, n: int, already: jax.Array, layer_select: int,
     return selected, noise
 
 
-def _needs(hparams) -> tuple[Need, ...]:
-    """RNI only injects noise into tensors it has not picked before; with at most
-    ``layer_select`` non-BN tensors, the noise-free first epoch(s) pick them all."""
-    k = int(hparams["layer_select"])
-    if int(hparams["reset_epochs"]) < 1:
-        return ()
-    return (Need(f"more than layer_select={k} non-BatchNorm tensors", "head reset + "
-                 "fine-tuning (FT), without noise", select=~regex(BN_PATTERN), at_least=k + 1),)
-
-
 def _fine_lr(fine_lr, i: int) -> float:
     return float(fine_lr[i]) if isinstance(fine_lr, tuple) else float(fine_lr)
 
 
-@register(
-    "rni",
-    defaults=dict(epochs=9, batch_size=64, lr=2e-4, momentum=0.9, weight_decay=5e-4,
-                  fine_epochs=4, fine_lr=(2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4),
-                  fine_momentum=0.9, fine_weight_decay=5e-4, reset_epochs=1,
-                  noise_ratio=0.7, origin_noise=0.04, layer_select=9),
-    space={**COMMON, "fine_epochs": EPOCHS, "reset_epochs": EPOCHS, "fine_lr": LR,
-           "fine_momentum": MOMENTUM, "fine_weight_decay": WD, "noise_ratio": UNIT,
-           "origin_noise": UNIT},
-    summary="reset head; per epoch train 9 random non-BN tensors + all BN (noise on newly "
-            "picked ones), fresh SGD each epoch; last fine_epochs epochs full fine-tune",
-    paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution", section="docs/methods.md#rni",
-    touches="all",
-    needs=_needs,
-)
-def rni(epochs, batch_size, lr, momentum, weight_decay, fine_epochs, fine_lr, fine_momentum,
-        fine_weight_decay, reset_epochs, noise_ratio, origin_noise, layer_select):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RniConfig(MethodConfig):
+    """RNI's hyperparameters: the common search space, ``fine_epochs``, ``reset_epochs``,
+    the fine epochs' optimiser (a searched scalar ``fine_lr`` replaces the default list),
+    ``noise_ratio`` and ``origin_noise``; ``layer_select`` is not searched."""
+
+    lr: float = LR(2e-4, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(64, check=batch)
+    epochs: int = EPOCHS(9, check=non_negative_integer)
+    fine_epochs: int = EPOCHS(4, check=non_negative_integer)
+    reset_epochs: int = EPOCHS(1, check=non_negative_integer)
+    fine_lr: float | tuple[float, ...] = LR((2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4), traced=False)
+    fine_momentum: float = MOMENTUM(0.9, check=non_negative)
+    fine_weight_decay: float = WD(5e-4, check=non_negative)
+    noise_ratio: float = UNIT(0.7, check=unit, traced=False)  # sets a count: floor(r * 9)
+    origin_noise: float = UNIT(0.04, check=non_negative)
+    layer_select: int = hparam(9, check=non_negative_integer)
+    touches = "all"
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if isinstance(self.fine_lr, tuple):
+            if len(self.fine_lr) < self.fine_epochs:
+                raise ValueError(f"fine_lr lists {len(self.fine_lr)} learning rates but "
+                                 f"fine_epochs is {self.fine_epochs}; give a longer list or "
+                                 "a scalar")
+            for v in self.fine_lr:
+                positive("fine_lr", v)
+        else:
+            positive("fine_lr", self.fine_lr)
+
+    def needs(self) -> tuple[Need, ...]:
+        """RNI only injects noise into tensors it has not picked before; with at most
+        ``layer_select`` non-BN tensors, the noise-free first epoch(s) pick them all."""
+        k = int(self.layer_select)
+        if int(self.reset_epochs) < 1:
+            return ()
+        return (Need(f"more than layer_select={k} non-BatchNorm tensors", "head reset + "
+                     "fine-tuning (FT), without noise", select=~regex(BN_PATTERN),
+                     at_least=k + 1),)
+
+
+@register("rni", config=RniConfig,
+          summary="reset head; per epoch train 9 random non-BN tensors + all BN (noise on "
+                  "newly picked ones), fresh SGD each epoch; last fine_epochs epochs full "
+                  "fine-tune",
+          paper="Deep Unlearn (004), Kaggle NeurIPS-2023 solution",
+          section="docs/methods.md#rni")
+def rni(c: RniConfig):
     """Reset, Noise, Iterate.
 
     1. Reset the classifier as PyTorch's ``Linear.reset_parameters()`` does: kernel and
@@ -120,36 +157,15 @@ def rni(epochs, batch_size, lr, momentum, weight_decay, fine_epochs, fine_lr, fi
     References:
         Cadet et al., Deep Unlearn (2024); the reference code: docs/methods.md#rni.
     """
-    b = _checks.batch("batch_size", batch_size)
-    for name, v in (("epochs", epochs), ("fine_epochs", fine_epochs),
-                    ("reset_epochs", reset_epochs), ("layer_select", layer_select)):
-        if int(v) != v or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    epochs, fine_epochs, reset_epochs = int(epochs), int(fine_epochs), int(reset_epochs)
-    layer_select = int(layer_select)
-    _checks.positive("lr", lr)
-    _checks.unit("noise_ratio", noise_ratio)
-    for name, v in (("momentum", momentum), ("weight_decay", weight_decay),
-                    ("fine_momentum", fine_momentum), ("fine_weight_decay", fine_weight_decay),
-                    ("origin_noise", origin_noise)):
-        _checks.non_negative(name, v)
+    b, epochs, fine_epochs, reset_epochs = c.batch_size, c.epochs, c.fine_epochs, c.reset_epochs
+    lr, momentum, weight_decay, layer_select = c.lr, c.momentum, c.weight_decay, c.layer_select
     first_fine = max(epochs - fine_epochs, 0)
-    if isinstance(fine_lr, tuple):
-        if len(fine_lr) < fine_epochs:
-            raise ValueError(f"fine_lr lists {len(fine_lr)} learning rates but fine_epochs is "
-                             f"{fine_epochs}; give a longer list or a scalar")
-        for v in fine_lr:
-            _checks.positive("fine_lr", v)
-    else:
-        _checks.positive("fine_lr", fine_lr)
-    n_noise = math.floor(noise_ratio * layer_select)
+    n_noise = math.floor(c.noise_ratio * layer_select)
 
     def fine(e):
         i = e - (epochs - fine_epochs)
-        return finetune(losses.ce(), sgd(fine_momentum, fine_weight_decay),
-                        lr=_fine_lr(fine_lr, i), split="retain", epochs=1, batch_size=b)
+        return finetune(losses.ce(), sgd(c.fine_momentum, c.fine_weight_decay),
+                        lr=_fine_lr(c.fine_lr, i), split="retain", epochs=1, batch_size=b)
 
     partial = finetune(losses.ce(), optax.chain(sgd(momentum, weight_decay),
                                                 scale_by_mask(_FLAGS, 1.0, 0.0)),
@@ -175,7 +191,7 @@ def rni(epochs, batch_size, lr, momentum, weight_decay, fine_epochs, fine_lr, fi
                 kn = jax.random.fold_in(jax.random.fold_in(ke, 2), i)
                 # Drawn flat and reshaped: same values, but XLA:CPU compiles 4-D draws slowly.
                 z = jax.random.normal(kn, (leaves[i].size,), leaves[i].dtype)
-                noisy = leaves[i] + origin_noise * z.reshape(leaves[i].shape)
+                noisy = leaves[i] + c.origin_noise * z.reshape(leaves[i].shape)
                 leaves[i] = jnp.where(noise[j] > 0, noisy, leaves[i])
             state = state.replace(params=jax.tree.unflatten(treedef, leaves)).with_aux(
                 **{_FLAGS: jax.tree.unflatten(treedef, flags)})

@@ -7,15 +7,15 @@ import jax.numpy as jnp
 
 from jaxmu import losses
 from jaxmu.losses import LossInputs
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, LR, MOMENTUM, UNIT, WD, register
+from jaxmu.methods._checks import batch, non_negative, positive, unit
+from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, UNIT, WD, MethodConfig
+from jaxmu.methods._core import register
 from jaxmu.models import ALL
 from jaxmu.stages import accumulate_gradients, finetune, sequence, sgd
 from jaxmu.train import epoch_indices, load_batch
 from jaxmu.transforms import mask_by_gradient_saliency, scale_by_mask
 from jaxmu.types import Splits, Stage, UnlearnState
 
-_DEAD = dict(dead=True)
 GRAD = "salun_grad"
 
 
@@ -76,23 +76,30 @@ def forget_gradient_sum(name: str, batch_size: int, faithful: bool = False) -> S
     return run
 
 
-@register(
-    "salun",
-    defaults=dict(epochs=10, batch_size=256, lr=0.01, momentum=0.0, weight_decay=0.0,
-                  threshold=0.5, mask_lr=0.01, mask_momentum=0.9, mask_weight_decay=5e-4,
-                  faithful=False),
-    space={**COMMON, "threshold": UNIT,
-           "mask_lr": dataclasses.replace(LR, **_DEAD),
-           "mask_momentum": dataclasses.replace(MOMENTUM, **_DEAD),
-           "mask_weight_decay": dataclasses.replace(WD, **_DEAD)},
-    summary="mask = global top-threshold fraction of |sum grad(-CE_f)| (eval mode); SRL with "
-            "gradients x mask, then coupled wd and momentum; SGD",
-    paper="Deep Unlearn (004), after Fan et al. SalUn (Unlearn-Saliency)",
-    section="docs/methods.md#salun",
-    touches="all",
-)
-def salun(epochs, batch_size, lr, momentum, weight_decay, threshold, mask_lr, mask_momentum,
-          mask_weight_decay, faithful):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SalunConfig(MethodConfig):
+    """SalUn's hyperparameters: the common search space, ``threshold`` and the dead
+    ``mask_*`` (a mask optimiser the reference configures and never uses)."""
+
+    lr: float = LR(0.01, check=positive)
+    momentum: float = MOMENTUM(0.0, check=non_negative)
+    weight_decay: float = WD(0.0, check=non_negative)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = EPOCHS(10, check=positive)
+    threshold: float = UNIT(0.5, check=unit)
+    mask_lr: float = LR(0.01, dead=True)
+    mask_momentum: float = MOMENTUM(0.9, dead=True)
+    mask_weight_decay: float = WD(5e-4, dead=True)
+    faithful: bool = False
+    touches = "all"
+
+
+@register("salun", config=SalunConfig,
+          summary="mask = global top-threshold fraction of |sum grad(-CE_f)| (eval mode); SRL "
+                  "with gradients x mask, then coupled wd and momentum; SGD",
+          paper="Deep Unlearn (004), after Fan et al. SalUn (Unlearn-Saliency)",
+          section="docs/methods.md#salun")
+def salun(c: SalunConfig):
     """Saliency unlearning.
 
     1. Mask (eval-mode BatchNorm): with ``g_b`` the gradient of ``-CE_f`` (batch mean) on
@@ -133,17 +140,12 @@ def salun(epochs, batch_size, lr, momentum, weight_decay, threshold, mask_lr, ma
         (2024); Cadet et al., Deep Unlearn (2024); the reference code:
         docs/methods.md#salun.
     """
-    del mask_lr, mask_momentum, mask_weight_decay  # dead in the reference
-    _checks.unit("threshold", threshold)
-    batch_size = _checks.batch("batch_size", batch_size)
-    tx = sgd(_checks.non_negative("momentum", momentum),
-             _checks.non_negative("weight_decay", weight_decay),
-             scale_by_mask("salun", 1.0, 0.0))
+    # c.mask_lr, c.mask_momentum, c.mask_weight_decay: dead in the reference
+    tx = sgd(c.momentum, c.weight_decay, scale_by_mask("salun", 1.0, 0.0))
     return sequence(
-        forget_gradient_sum(GRAD, batch_size, faithful),
-        mask_by_gradient_saliency(GRAD, "salun", threshold, largest=True, select=ALL,
+        forget_gradient_sum(GRAD, c.batch_size, c.faithful),
+        mask_by_gradient_saliency(GRAD, "salun", c.threshold, largest=True, select=ALL,
                                   scope="global"),
-        finetune(losses.ce(), tx, lr=_checks.positive("lr", lr), split="train",
-                 epochs=_checks.positive("epochs", epochs), batch_size=batch_size,
-                 relabel_forget=True),
+        finetune(losses.ce(), tx, lr=c.lr, split="train", epochs=c.epochs,
+                 batch_size=c.batch_size, relabel_forget=True),
     )

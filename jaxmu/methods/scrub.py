@@ -10,8 +10,27 @@ import jax.numpy as jnp
 import optax
 
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import BATCH, EPOCHS, LR, MOMENTUM, TEMPERATURE, UNIT, WD, register
+from jaxmu.methods._checks import (
+    batch,
+    clip_temperature,
+    non_negative,
+    non_negative_integer,
+    one_of,
+    positive,
+    positive_integer,
+)
+from jaxmu.methods._config import (
+    BATCH,
+    EPOCHS,
+    LR,
+    MOMENTUM,
+    TEMPERATURE,
+    UNIT,
+    WD,
+    MethodConfig,
+    hparam,
+)
+from jaxmu.methods._core import register
 from jaxmu.stages import snapshot
 from jaxmu.train import (
     StepKeys,
@@ -82,24 +101,37 @@ def _where(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
-@register(
-    "scrub",
-    defaults=dict(epochs=5, lr=5e-4, momentum=0.9, weight_decay=5e-4, retain_batch_size=32,
-                  forget_batch_size=64, gamma=1.0, alpha=0.5, beta=0.0, smoothing=0.5,
-                  msteps=3, temperature=2.0, lr_decay_rate=0.1, selection="replay",
-                  faithful=False),
-    space=dict(gamma=UNIT, alpha=UNIT, beta=dataclasses.replace(UNIT, dead=True),
-               smoothing=dataclasses.replace(UNIT, dead=True), msteps=EPOCHS,
-               temperature=TEMPERATURE, epochs=EPOCHS, lr=LR, weight_decay=WD,
-               momentum=MOMENTUM, retain_batch_size=BATCH, forget_batch_size=BATCH),
-    summary="teacher = O; per epoch: (e <= msteps) max -KL_T on forget, then min "
-            "gamma*CE + alpha*KL_T on retain; step-decay SGD; keep the epoch whose forget "
-            "error is closest to the forget-val error",
-    paper="Deep Unlearn (004), after Kurmanji et al. SCRUB", section="docs/methods.md#scrub",
-    touches="all",
-)
-def scrub(epochs, lr, momentum, weight_decay, retain_batch_size, forget_batch_size, gamma,
-          alpha, beta, smoothing, msteps, temperature, lr_decay_rate, selection, faithful):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScrubConfig(MethodConfig):
+    """SCRUB's hyperparameters (not the common space; ``beta`` and ``smoothing`` are
+    no-ops in the reference, dead here); ``lr_decay_rate``, ``selection`` and ``faithful``
+    are not searched."""
+
+    gamma: float = UNIT(1.0, check=non_negative)
+    alpha: float = UNIT(0.5, check=non_negative)
+    beta: float = UNIT(0.0, dead=True)
+    smoothing: float = UNIT(0.5, dead=True)
+    msteps: int = EPOCHS(3, check=non_negative_integer)
+    temperature: float = TEMPERATURE(2.0, check=non_negative)
+    epochs: int = EPOCHS(5, check=positive_integer)
+    lr: float = LR(5e-4, check=positive)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    retain_batch_size: int = BATCH(32, check=batch)
+    forget_batch_size: int = BATCH(64, check=batch)
+    lr_decay_rate: float = hparam(0.1, check=positive)
+    selection: str = hparam("replay", check=one_of(SELECTIONS))
+    faithful: bool = False
+    touches = "all"
+
+
+@register("scrub", config=ScrubConfig,
+          summary="teacher = O; per epoch: (e <= msteps) max -KL_T on forget, then min "
+                  "gamma*CE + alpha*KL_T on retain; step-decay SGD; keep the epoch whose "
+                  "forget error is closest to the forget-val error",
+          paper="Deep Unlearn (004), after Kurmanji et al. SCRUB",
+          section="docs/methods.md#scrub")
+def scrub(c: ScrubConfig):
     """SCRUB (v2).
 
     Teacher T = frozen snapshot of the original (eval mode); the student S (train-mode
@@ -154,27 +186,16 @@ def scrub(epochs, lr, momentum, weight_decay, retain_batch_size, forget_batch_si
         Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023); Cadet et al.,
         Deep Unlearn (2024); the reference code: docs/methods.md#scrub.
     """
-    del beta, smoothing  # no-ops in the reference
-    n_epochs = _checks.batch("epochs", epochs)
-    if int(msteps) != msteps or msteps < 0:
-        raise ValueError(f"msteps must be a non-negative integer, got {msteps}")
-    m = min(int(msteps), n_epochs)
-    lr = _checks.positive("lr", lr)
-    rbs = _checks.batch("retain_batch_size", retain_batch_size)
-    fbs = _checks.batch("forget_batch_size", forget_batch_size)
-    _checks.non_negative("gamma", gamma)
-    _checks.non_negative("alpha", alpha)
-    _checks.positive("lr_decay_rate", lr_decay_rate)
-    t = _checks.temperature("temperature", temperature)
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    # c.beta, c.smoothing: no-ops in the reference
+    n_epochs, m = c.epochs, min(c.msteps, c.epochs)
+    lr, lr_decay_rate, rbs, fbs = c.lr, c.lr_decay_rate, c.retain_batch_size, c.forget_batch_size
+    selection, faithful = c.selection, c.faithful
     # One SGD for both phases and all epochs; the loop sets its lr at every epoch.
     tx = optax.inject_hyperparams(torch_sgd, static_args=("momentum", "weight_decay"))(
-        learning_rate=lr, momentum=_checks.non_negative("momentum", momentum),
-        weight_decay=_checks.non_negative("weight_decay", weight_decay))
-    kl = losses.kl_to("teacher", t, "scrub")
+        learning_rate=lr, momentum=c.momentum, weight_decay=c.weight_decay)
+    kl = losses.kl_to("teacher", clip_temperature(c.temperature), "scrub")
     max_loss = -kl
-    min_loss = gamma * losses.ce() + alpha * kl
+    min_loss = c.gamma * losses.ce() + c.alpha * kl
     take_snapshot = snapshot("teacher")
 
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:

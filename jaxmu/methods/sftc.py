@@ -1,13 +1,16 @@
 """SFTC: selective fine-tuning (CE on retain rows) and targeted confusion (KL to a biased
 random generator on forget rows, to the original on retain rows)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxmu.losses import Loss, LossInputs, teacher_logits
-from jaxmu.methods import _checks
-from jaxmu.methods._core import EPOCHS, HP, LR, UNIT, register
+from jaxmu.methods._checks import batch, clip_temperature, non_negative, positive, unit
+from jaxmu.methods._config import EPOCHS, HP, LR, UNIT, MethodConfig, hparam
+from jaxmu.methods._core import register
 from jaxmu.stages import adam, finetune, sequence, snapshot
 
 MAX_BUMPS = 16
@@ -82,18 +85,25 @@ def sftc_loss(temperature: float, confuse_fraction: float, teacher: str = "teach
     return Loss(fn, "sftc")
 
 
-@register(
-    "sftc",
-    defaults=dict(epochs=2, batch_size=64, lr=7e-4, weight_decay=0.0, temperature=1.0,
-                  confuse_fraction=0.0),
-    space=dict(lr=LR, epochs=EPOCHS, temperature=HP("float", 0.5, 5.0),
-               confuse_fraction=UNIT),
-    summary="mixed stream; CE on retain rows + KL(original/T || student/T) on retain rows + "
-            "KL(biased random generator/T || student/T) on forget rows; Adam",
-    paper="SFTC (002), Perifanis and Komodakis", section="docs/methods.md#sftc",
-    touches="all",
-)
-def sftc(epochs, batch_size, lr, weight_decay, temperature, confuse_fraction):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SftcConfig(MethodConfig):
+    """SFTC's hyperparameters: ``lr``, ``epochs``, ``temperature`` in [0.5, 5] and
+    ``confuse_fraction`` are searched."""
+
+    lr: float = LR(7e-4, check=positive)
+    epochs: int = EPOCHS(2, check=positive)
+    temperature: float = HP("float", 0.5, 5.0, traced=True)(1.0, check=non_negative)
+    confuse_fraction: float = UNIT(0.0, check=unit)
+    batch_size: int = hparam(64, check=batch)
+    weight_decay: float = hparam(0.0, check=non_negative)
+    touches = "all"
+
+
+@register("sftc", config=SftcConfig,
+          summary="mixed stream; CE on retain rows + KL(original/T || student/T) on retain "
+                  "rows + KL(biased random generator/T || student/T) on forget rows; Adam",
+          paper="SFTC (002), Perifanis and Komodakis", section="docs/methods.md#sftc")
+def sftc(c: SftcConfig):
     """Selective Fine-Tuning and Targeted Confusion.
 
     The student starts from the original model M (frozen copy in ``aux``, eval mode) and is
@@ -126,13 +136,9 @@ def sftc(epochs, batch_size, lr, weight_decay, temperature, confuse_fraction):
         Perifanis, Karypidis, Komodakis and Efraimidis, SFTC: Machine Unlearning via
         Selective Fine-tuning and Targeted Confusion (EICC 2024), §4; docs/methods.md#sftc.
     """
-    t = _checks.temperature("temperature", temperature)
-    _checks.unit("confuse_fraction", confuse_fraction)
     return sequence(
         snapshot("teacher"),
-        finetune(sftc_loss(t, confuse_fraction), adam(_checks.non_negative("weight_decay",
-                                                                          weight_decay)),
-                 lr=_checks.positive("lr", lr), split="train",
-                 epochs=_checks.positive("epochs", epochs),
-                 batch_size=_checks.batch("batch_size", batch_size)),
+        finetune(sftc_loss(clip_temperature(c.temperature), c.confuse_fraction),
+                 adam(c.weight_decay), lr=c.lr, split="train", epochs=c.epochs,
+                 batch_size=c.batch_size),
     )

@@ -37,7 +37,9 @@ import optax
 
 from jaxmu.losses import cross_entropy
 from jaxmu.methods import _checks
-from jaxmu.methods._core import BATCH, LR, WD, register
+from jaxmu.methods._checks import batch, non_negative, positive, positive_integer
+from jaxmu.methods._config import BATCH, LR, WD, MethodConfig, hparam
+from jaxmu.methods._core import register
 from jaxmu.train import (
     StepKeys,
     batch_loader,
@@ -327,19 +329,28 @@ def ensemble_accuracies(model: Model, ensemble: SisaEnsemble, splits: Splits,
     return out
 
 
-@register(
-    "sisa",
-    defaults=dict(epochs=30, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4,
-                  augment=True),
-    space=dict(lr=LR, weight_decay=WD, batch_size=BATCH),
-    summary="SISA with one shard and one slice (the single-model case): retrain the shard "
-            "from a fresh init on retain with the shard trainer; ensembles: train_shards / "
-            "unlearn_shards / predict_ensemble",
-    paper="Bourtoule et al. SISA, via the Learn to Unlearn survey (003)",
-    section="docs/methods.md#sisa",
-    touches="all",
-)
-def sisa(epochs, batch_size, lr, momentum, weight_decay, augment):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SisaMethodConfig(MethodConfig):
+    """The registered ``sisa``'s hyperparameters (one shard, one slice; the shard recipe
+    of an ensemble is :class:`SisaConfig`): ``lr``, ``weight_decay`` and ``batch_size`` are
+    searched."""
+
+    lr: float = LR(0.1, check=positive)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = hparam(30, check=positive_integer)
+    momentum: float = hparam(0.9, check=non_negative)
+    augment: bool = True
+    touches = "all"
+
+
+@register("sisa", config=SisaMethodConfig,
+          summary="SISA with one shard and one slice (the single-model case): retrain the "
+                  "shard from a fresh init on retain with the shard trainer; ensembles: "
+                  "train_shards / unlearn_shards / predict_ensemble",
+          paper="Bourtoule et al. SISA, via the Learn to Unlearn survey (003)",
+          section="docs/methods.md#sisa")
+def sisa(c: SisaMethodConfig):
     """SISA exact unlearning, single-model case (S = 1 shard, R = 1 slice).
 
     The single shard holds every training row, so deleting D_f retrains it from scratch on
@@ -358,10 +369,9 @@ def sisa(epochs, batch_size, lr, momentum, weight_decay, augment):
     References:
         Bourtoule et al., Machine Unlearning (IEEE S&P 2021); docs/methods.md#sisa.
     """
-    cfg = SisaConfig(num_shards=1, num_slices=1, epochs=_checks.batch("epochs", epochs),
-                     batch_size=_checks.batch("batch_size", batch_size),
-                     lr=_checks.positive("lr", lr), momentum=momentum,
-                     weight_decay=weight_decay, augment=bool(augment))
+    cfg = SisaConfig(num_shards=1, num_slices=1, epochs=c.epochs, batch_size=c.batch_size,
+                     lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                     augment=bool(c.augment))
 
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
         model = state.model

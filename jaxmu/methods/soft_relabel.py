@@ -1,6 +1,7 @@
 """Soft relabeling: forget rows get soft labels from attention over the retain rows of the
 same batch (penultimate-feature similarity); CE on retain + soft-label CE on forget."""
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -8,8 +9,9 @@ import jax.numpy as jnp
 
 from jaxmu import losses
 from jaxmu.losses import LossInputs
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, HP, register
+from jaxmu.methods._checks import batch, non_negative, positive
+from jaxmu.methods._config import BATCH, EPOCHS, HP, LR, MOMENTUM, WD, MethodConfig
+from jaxmu.methods._core import register
 from jaxmu.stages import finetune, sgd
 
 
@@ -74,17 +76,26 @@ def _targets(temperature: float):
     return fn
 
 
-@register(
-    "soft_relabel",
-    defaults=dict(epochs=5, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4,
-                  temperature=0.1),
-    space={**COMMON, "temperature": HP("log", 1e-2, 1e1)},
-    summary="mixed stream; forget rows relabelled by attention (cosine similarity of "
-            "penultimate features / T) over the batch's retain labels; soft CE; SGD",
-    paper="Machine Unlearning (001), Akbari et al.", section="docs/methods.md#soft_relabel",
-    touches="all",
-)
-def soft_relabel(epochs, batch_size, lr, momentum, weight_decay, temperature):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SoftRelabelConfig(MethodConfig):
+    """Soft relabelling's hyperparameters: the common search space and ``temperature``
+    (log-uniform in [1e-2, 10])."""
+
+    lr: float = LR(0.01, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = EPOCHS(5, check=positive)
+    temperature: float = HP("log", 1e-2, 1e1, traced=True)(0.1, check=positive)
+    touches = "all"
+
+
+@register("soft_relabel", config=SoftRelabelConfig,
+          summary="mixed stream; forget rows relabelled by attention (cosine similarity of "
+                  "penultimate features / T) over the batch's retain labels; soft CE; SGD",
+          paper="Machine Unlearning (001), Akbari et al.",
+          section="docs/methods.md#soft_relabel")
+def soft_relabel(c: SoftRelabelConfig):
     """Soft relabeling.
 
     E epochs over one shuffled stream mixing D_r and D_f (train-mode BatchNorm). In every
@@ -106,9 +117,5 @@ def soft_relabel(epochs, batch_size, lr, momentum, weight_decay, temperature):
     References:
         Akbari, Gaudi, Morshed, Machine Unlearning, §3.1; docs/methods.md#soft_relabel.
     """
-    t = _checks.positive("temperature", temperature)
-    tx = sgd(_checks.non_negative("momentum", momentum),
-             _checks.non_negative("weight_decay", weight_decay))
-    return finetune(losses.soft_ce(_targets(t)), tx, lr=_checks.positive("lr", lr),
-                    split="train", epochs=_checks.positive("epochs", epochs),
-                    batch_size=_checks.batch("batch_size", batch_size))
+    return finetune(losses.soft_ce(_targets(c.temperature)), sgd(c.momentum, c.weight_decay),
+                    lr=c.lr, split="train", epochs=c.epochs, batch_size=c.batch_size)

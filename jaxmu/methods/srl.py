@@ -1,21 +1,32 @@
 """SRL: successive random labels (CE on retain and randomly relabelled forget rows)."""
 
+import dataclasses
+
 from jaxmu import losses
-from jaxmu.methods import _checks
-from jaxmu.methods._core import COMMON, register
+from jaxmu.methods._checks import batch, non_negative, positive
+from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, WD, MethodConfig
+from jaxmu.methods._core import register
 from jaxmu.stages import finetune, sgd
 
 
-@register(
-    "srl",
-    defaults=dict(epochs=5, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4),
-    space=COMMON,
-    summary="CE on retain + forget with uniformly random forget labels (mixed stream); SGD",
-    paper="Deep Unlearn (004), after Jia et al. Unlearn-Saliency (RL)",
-    section="docs/methods.md#srl",
-    touches="all",
-)
-def srl(epochs, batch_size, lr, momentum, weight_decay):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SrlConfig(MethodConfig):
+    """SRL's hyperparameters (the common search space)."""
+
+    lr: float = LR(0.1, check=positive)
+    momentum: float = MOMENTUM(0.9, check=non_negative)
+    weight_decay: float = WD(5e-4, check=non_negative)
+    batch_size: int = BATCH(256, check=batch)
+    epochs: int = EPOCHS(5, check=positive)
+    touches = "all"
+
+
+@register("srl", config=SrlConfig,
+          summary="CE on retain + forget with uniformly random forget labels (mixed stream); "
+                  "SGD",
+          paper="Deep Unlearn (004), after Jia et al. Unlearn-Saliency (RL)",
+          section="docs/methods.md#srl")
+def srl(c: SrlConfig):
     """Successive random labels.
 
     E epochs of CE on one shuffled stream mixing D_r and D_f (train-mode BatchNorm); every
@@ -35,9 +46,5 @@ def srl(epochs, batch_size, lr, momentum, weight_decay):
         Cadet et al., Deep Unlearn (2024); Jia et al., Model Sparsity Can Simplify Machine
         Unlearning (2023); the reference code: docs/methods.md#srl.
     """
-    tx = sgd(_checks.non_negative("momentum", momentum),
-             _checks.non_negative("weight_decay", weight_decay))
-    return finetune(losses.ce(), tx, lr=_checks.positive("lr", lr), split="train",
-                    epochs=_checks.positive("epochs", epochs),
-                    batch_size=_checks.batch("batch_size", batch_size),
-                    relabel_forget=True)
+    return finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="train",
+                    epochs=c.epochs, batch_size=c.batch_size, relabel_forget=True)

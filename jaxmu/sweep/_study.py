@@ -91,13 +91,12 @@ def suggest_hparams(definition: MethodDef, trial: Any, e_max: int, *,
 
 
 _COMPILED: dict[Any, Any] = {}
-_DYNAMIC: dict[str, tuple[str, ...]] = {}
-_FLOAT_KINDS = ("float", "log", "fixed")
 
 
 def dynamic_names(definition: MethodDef) -> tuple[str, ...]:
-    """Searched hyperparameters passed to the trial program as arguments: continuous ones
-    with float defaults (learning rates, decays, temperatures, ...), not epoch counts.
+    """Searched hyperparameters passed to the trial program as arguments: the fields the
+    method's config declares traced (continuous ones: learning rates, decays,
+    temperatures, ...; not epoch counts, batch sizes or switches), sorted.
 
     A traced fraction that sets a count (MSG/SalUn/PRMQ mask sizes, activation-pruning
     quantiles) is multiplied in float32 inside the program, while the static program (final
@@ -105,37 +104,17 @@ def dynamic_names(definition: MethodDef) -> tuple[str, ...]:
     integer boundary the two counts differ by one entry. Trial scores are therefore equal
     to the final run's up to rounding, as with :data:`FAST_COMPILE`.
     """
-    return tuple(sorted(
-        n for n, hp in definition.space.items()
-        if hp.kind in _FLOAT_KINDS and "epoch" not in n
-        and isinstance(definition.defaults.get(n), float)))
+    return definition.traced
+
+
+def traceable_names(method, args: Any = None) -> tuple[str, ...]:
+    """The hyperparameters of ``method`` (a :class:`jaxmu.Method`) a trial program takes as
+    traced arguments: :func:`dynamic_names` of its definition (``args`` is unused)."""
+    return dynamic_names(method.definition)
 
 
 _TRACE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                  jax.errors.TracerIntegerConversionError, TypeError)
-
-
-def _traceable(method, names, args) -> bool:
-    values = {k: np.float32(method.hp[k]) for k in names}
-    try:
-        jax.eval_shape(method.dynamic_fn(names), *args, values)
-    except _TRACE_ERRORS:
-        return False
-    return True
-
-
-def traceable_names(method, args) -> tuple[str, ...]:
-    """The subset of :func:`dynamic_names` the method's builder accepts as traced values
-    (checked by tracing once per method and process; the rest stay compile-time)."""
-    name = method.definition.name
-    if name not in _DYNAMIC:
-        names = dynamic_names(method.definition)
-        if names and not _traceable(method, names, args):
-            names = tuple(n for n in names if _traceable(method, (n,), args))
-            if names and not _traceable(method, names, args):
-                names = ()
-        _DYNAMIC[name] = names
-    return _DYNAMIC[name]
 
 
 def _compiled(method, args, fast_compile: bool):
@@ -143,8 +122,8 @@ def _compiled(method, args, fast_compile: bool):
 
     One program per (method, structural hyperparameters, input shapes): continuous
     hyperparameters are arguments (:meth:`jaxmu.Method.dynamic_fn`), so trials that differ
-    only in them, in any seed study, reuse it. Methods whose builder needs concrete values
-    fall back to one program per trial.
+    only in them, in any seed study, reuse it. Should a structural setting need a concrete
+    value of a traced field after all, that setting falls back to one program per trial.
     """
     name = method.definition.name
     dyn = traceable_names(method, args)

@@ -188,7 +188,7 @@ def test_touches_declared(name):
     """Every method declares what it may change ("all", "none", a selector, or a function of
     its hyperparameters); the declaration resolves to a Selector."""
     m = get_method(name)
-    assert m.definition.touches is not None, f"{name}: register(..., touches=...) missing"
+    assert m.definition.touches is not None, f"{name}: its config declares no touches"
     assert isinstance(m.touches, Selector)
 
 
