@@ -8,7 +8,6 @@ independent exact-unlearning (retrain) population, stored under ``CACHE_DIR/popu
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 AUDIT_EVALS = ("klom", "rmia", "relearn", "shadow-curve", "all")
@@ -46,13 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random shadow subsets per count in the shadow curve")
 
 
-def audits_of(name: str) -> tuple[str, ...]:
-    """The audits an ``--eval`` value runs (``all``: every audit incl. U-LiRA)."""
-    from jaxmu.audits import AUDITS
-
-    return AUDITS if name == "all" else (name,)
-
-
 def config(a: argparse.Namespace) -> Any:
     """The :class:`jaxmu.audits.AuditConfig` of the parsed options.
 
@@ -84,82 +76,18 @@ def _eval_every(steps: int) -> int:
     return max(d for d in range(1, steps + 1) if steps % d == 0 and steps // d >= min(10, steps))
 
 
-def run(a: argparse.Namespace, model: Any, splits: Any, method: Any, oracle: Any,
-        recipe: Any, cache: str | None, plot_dir: Path, progress: bool) -> dict[str, Any]:
-    """Runs the audits of ``--eval`` and returns their JSON-ready report."""
-    from jaxmu.audits import run_audits
-
-    return run_audits(model, splits, method.bind(model), audits_of(a.eval),
-                      oracle_method=oracle.bind(model), config=config(a), recipe=recipe,
-                      strategy=a.strategy, chunk=a.chunk, cache_dir=cache, plot_dir=plot_dir,
-                      progress=progress)
-
-
-def _ci(rep: dict[str, Any], key: str, fmt: str = ".3f") -> str:
-    ci = rep.get(f"{key}_ci")
-    v = rep.get(key)
-    if v is None:
-        return "n/a"
-    return f"{v:{fmt}}" + (f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else "")
-
-
-def summary_lines(rep: dict[str, Any]) -> list[str]:
-    """One printed line per audit (and one for the population)."""
-    pop = rep["population"]
-    src = ", ".join(f"{k} {'from the store' if v else 'built'}"
-                    for k, v in pop["from_store"].items())
-    lines = [f"audit population: {pop['num_shadows']} shadow originals x "
-             f"{pop['num_forget_sets']} forget sets ({pop['forget_size']} examples each), "
-             f"{pop['num_targets']} held-out targets; {src} ({pop['seconds']:.1f} s)"]
-    if "ulira" in rep:
-        u = rep["ulira"]
-        lines.append(f"U-LiRA       accuracy {_ci(u, 'ulira_accuracy')} (0.5 = perfect), "
-                     f"AUC {_ci(u, 'auc')}, TPR@1%FPR {_ci(u, 'tpr_at_1fpr')}")
-    if "klom" in rep:
-        k = rep["klom"]
-        null = k.get("forget_p95_null")
-        extra = (f", null {null:.3f}, p = {k['forget_p95_pvalue']:.3f}" if null is not None
-                 else "")
-        lines.append(f"KLoM         forget P95 {_ci(k, 'forget_p95')}{extra}; retain P95 "
-                     f"{_ci(k, 'retain_p95')}; unseen P95 {_ci(k, 'unseen_p95')} "
-                     f"(vs retrained runs; 0 = identical margins)")
-    if "rmia" in rep:
-        r = rep["rmia"]
-        m, u = r["membership"], r["unlearning"]
-        mode = ("offline" if not r["online"] else "online") + f", {r['references']} refs"
-        lines.append(f"U-RMIA ({mode}) accuracy {_ci(u, 'urmia_accuracy')} (0.5 = perfect), "
-                     f"AUC {_ci(u, 'auc')}, TPR@1%FPR {_ci(u, 'tpr_at_1fpr')}; "
-                     f"RMIA on the originals: AUC {_ci(m, 'auc')}")
-    if "relearn" in rep:
-        r = rep["relearn"]
-        u, o = r.get("unlearned", {}), r.get("retrained", {})
-        lines.append(f"relearning   ({r['variant']}, {r['config']['steps']} steps, "
-                     f"{r['runs']} runs): steps to the original's forget accuracy "
-                     f"{_steps(u)} (retrained: {_steps(o)}); recovered "
-                     f"{_frac(u)} (retrained {_frac(o)})")
-    if "shadow-curve" in rep:
-        t = rep["shadow-curve"]["table"]
-        parts = []
-        for name in ("ulira", "urmia", "lira", "rmia"):
-            v = t.get(name)
-            if v:
-                parts.append(f"{name} " + " ".join(
-                    f"{s}:{x:.2f}" for s, x in zip(v["shadows"], v["auc"], strict=True)))
-        lines.append("shadow curve AUC by shadow originals: " + "; ".join(parts))
-    if rep.get("plots"):
-        lines.append("plots: " + ", ".join(rep["plots"].values()))
-    return lines
-
-
-def _steps(r: dict[str, Any]) -> str:
-    m = r.get("median_steps_to_recover") or {}
-    v, ci = m.get("value"), m.get("ci")
-    if v is None:
-        return "beyond the budget"
-    hi = "beyond" if ci and ci[1] is None else (f"{ci[1]:g}" if ci else None)
-    return f"{v:g}" + (f" [{ci[0]:g}, {hi}]" if ci and ci[0] is not None else "")
-
-
-def _frac(r: dict[str, Any]) -> str:
-    f = r.get("recovered_fraction") or {}
-    return "n/a" if f.get("value") is None else f"{f['value']:.2f}"
+def flags(a: argparse.Namespace) -> str:
+    """The options of ``--eval <audit>`` that fix :func:`config` (besides the setting's
+    ``--forget-fraction``), every one spelled out: appended to a single-method command they
+    reproduce that method's audits of a ``--benchmark`` study."""
+    out = [f"--eval {a.eval}", f"--shadows {a.shadows}", f"--forget-sets {a.forget_sets}",
+           f"--seed {a.seed}"]
+    if a.targets is not None:
+        out.append(f"--targets {a.targets}")
+    out.append(f"--bootstrap {a.bootstrap}")
+    if a.rmia_offline:
+        out.append("--rmia-offline")
+    out += [f"--rmia-a {a.rmia_a}", f"--relearn-variant {a.relearn_variant}",
+            f"--relearn-steps {a.relearn_steps}", f"--relearn-lr {a.relearn_lr}",
+            f"--relearn-runs {a.relearn_runs}", f"--shadow-draws {a.shadow_draws}"]
+    return " ".join(out)

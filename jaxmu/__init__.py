@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _SUBPACKAGES = (
     "data",
+    "experiment",
     "io",
     "losses",
     "methods",
@@ -35,6 +36,8 @@ _SUBPACKAGES = (
 # public name -> the module it comes from
 _NAMES = {
     "evaluate": "jaxmu._evaluate",
+    "run": "jaxmu.experiment",
+    "RunRecord": "jaxmu.experiment",
     "Dataset": "jaxmu.data",
     "load_dataset": "jaxmu.data",
     "random_splits": "jaxmu.data",
@@ -58,6 +61,7 @@ _NAMES = {
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below imports these
     from jaxmu import (
         data,
+        experiment,
         io,
         losses,
         methods,
@@ -73,6 +77,7 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below import
     )
     from jaxmu._evaluate import evaluate
     from jaxmu.data import Dataset, load_dataset, random_splits, scenario_splits
+    from jaxmu.experiment import RunRecord, run
     from jaxmu.methods import Method, get_method, list_methods
     from jaxmu.models import get_model
     from jaxmu.train import TrainConfig, fit, predict, split_accuracies
@@ -100,6 +105,7 @@ __all__ = [
     "Method",
     "Model",
     "Pool",
+    "RunRecord",
     "Splits",
     "Stage",
     "TrainConfig",
@@ -107,6 +113,7 @@ __all__ = [
     "as_key",
     "data",
     "evaluate",
+    "experiment",
     "fit",
     "get_method",
     "get_model",
@@ -121,6 +128,7 @@ __all__ = [
     "predict",
     "random_splits",
     "report",
+    "run",
     "scenario_splits",
     "scenarios",
     "split_accuracies",

@@ -120,7 +120,8 @@ def test_digits_run_is_reproducible(tmp_path, capsys):
 ])
 def test_ulira_flags_reach_the_pipeline(monkeypatch, flags, flip, variant):
     import jaxmu.population
-    from experiments._cli import _population_eval, build_parser
+    from experiments._cli import build_parser
+    from jaxmu.experiment import Evaluation, population_eval
     from jaxmu.methods import get_method
     from jaxmu.models import mlp
 
@@ -130,8 +131,9 @@ def test_ulira_flags_reach_the_pipeline(monkeypatch, flags, flip, variant):
     a = build_parser("digits").parse_args(["--eval", "ulira", *flags])
     assert (vars(a)["ulira_flip"], vars(a)["ulira_variant"]) == (flip, variant)  # in config
     model = mlp((8, 8, 1), 10, hidden=(4,))
-    assert _population_eval(a, model, None, None, get_method("ft"), None, None,
-                            False) == {"ok": True}
+    ev = Evaluation("ulira", ulira_flip=a.ulira_flip, ulira_variant=a.ulira_variant)
+    assert population_eval(ev, model, None, None, get_method("ft"), None, None,
+                           False) == {"ok": True}
     assert (seen["flip"], seen["variant"]) == (flip, variant)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from experiments._cli import main, methods_table
+from experiments._cli import main
+from jaxmu.experiment import methods_table
 from jaxmu.methods import get_method, list_methods
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -1,6 +1,15 @@
 """Stages: loops (finetune, sequence, repeat, best_of) and probes writing to ``aux``."""
 
-from jaxmu.stages._loops import adam, best_of, finetune, lr_multiplier, repeat, sequence, sgd
+from jaxmu.stages._loops import (
+    adam,
+    best_of,
+    finetune,
+    init_optimizer,
+    lr_multiplier,
+    repeat,
+    sequence,
+    sgd,
+)
 from jaxmu.stages._probes import (
     GradientPart,
     accumulate_gradients,
@@ -18,6 +27,7 @@ __all__ = [
     "best_of",
     "class_weights",
     "finetune",
+    "init_optimizer",
     "lr_multiplier",
     "repeat",
     "sequence",

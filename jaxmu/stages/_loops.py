@@ -67,6 +67,17 @@ def lr_multiplier(schedule: str | Callable, i, total, **kw):
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
+def init_optimizer(name: str, tx: optax.GradientTransformation) -> Stage:
+    """Writes ``tx.init(params)`` to ``aux[name]``: the shared optimizer state that
+    :func:`finetune` stages with ``opt_state=name`` continue from. Needed before a
+    :func:`repeat` (whose body must keep the structure of ``aux``); a plain
+    :func:`sequence` may let its first ``finetune`` initialise it."""
+    def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
+        return state.with_aux(**{name: tx.init(state.params)})
+
+    return run
+
+
 def sequence(*stages: Stage, start: int = 0) -> Stage:
     """Runs stages in order; stage ``i`` gets the key ``fold_in(key, start + i)`` (``start``
     continues the numbering of stages run before with the same key)."""

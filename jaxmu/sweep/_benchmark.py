@@ -25,19 +25,20 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
+from jaxmu.experiment import Fitted, run_fitted
 from jaxmu.methods import degenerate_reason, get_method, list_methods
+from jaxmu.metrics import MIASkippedWarning
 from jaxmu.report import REFERENCES, ranking_rows, study_ranking, write_report
 from jaxmu.sweep._study import (
     SweepTask,
     best_hparams,
-    method_key,
     open_storage,
     run_study,
     study_name,
@@ -78,53 +79,29 @@ def prepare_task(model, pool, splits, seed: int, recipe, *, cache_dir=None, name
                      reference_seconds=float(meta_r["timings"]["train_s"]), name=name)
 
 
-def _finite_tree(tree) -> bool:
-    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(tree)
-               if np.issubdtype(np.asarray(x).dtype, np.floating))
-
-
 def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
               classifier_mias: bool = True) -> dict[str, Any]:
     """One final run: the method with ``hparams`` on ``task`` (normal compilation), fully
-    evaluated (:func:`jaxmu.evaluate`) against O and R, with run time excluding compile.
+    evaluated against O and R by :func:`jaxmu.experiment.run_fitted` (the pipeline of
+    :func:`jaxmu.experiment.run`), with run time excluding compile.
 
     ``usable`` is False when the unlearned parameters or its accuracies are not finite
     (the paper's "does not produce usable models", which sends a method to group F).
-    The references: ``original`` returns O, ``retrain`` returns R with R's training time.
-    """
-    from jaxmu import evaluate
-    from jaxmu.metrics import cross_entropy_losses, timed
-    from jaxmu.train import labels, predict
+    The references are read from the task: ``original`` returns O (no time), ``retrain``
+    returns R with R's training time.
 
-    t_compile = 0.0
-    if method_name == "retrain":
-        out, t_run = task.retrained, task.reference_seconds
-    elif method_name == "original":
-        out, t_run = task.original, 0.0
-    else:
-        method = get_method(method_name, **hparams).bind(task.model)
-        out, t_run, t_compile = timed(method.jitted, *task.original, task.splits,
-                                      method_key(task.seed))
-    usable = _finite_tree(out[0])
-    rec: dict[str, Any] = {"method": method_name, "seed": task.seed, "hparams": hparams,
-                           "usable": usable}
-    timings = {"run_seconds": t_run, "compile_seconds": t_compile}
-    if t_run > 0 and math.isfinite(task.reference_seconds):  # O costs nothing: no RTE
-        timings["reference_seconds"] = task.reference_seconds
-    if usable:
-        metrics = evaluate(task.model, out, task.splits, original=task.original,
-                           retrained=task.retrained, timings=timings,
-                           classifier_mias=classifier_mias, seed=task.seed)
-        usable = all(math.isfinite(metrics.get(k, math.nan)) for k in ("ra", "fa", "ta"))
-        z = predict(task.model, *out, task.splits, "forget")
-        losses = cross_entropy_losses(np.asarray(z), np.asarray(labels(task.splits, "forget")))
-        rec.update(usable=usable, metrics=metrics,
-                   forget_losses=[float(x) for x in np.asarray(losses)])
-    else:
-        rec["metrics"] = {"run_seconds": t_run, "compile_seconds": t_compile}
-    rec["timings"] = {"run_s": t_run, "compile_s": t_compile,
-                      "retrain_s": task.reference_seconds}
-    return rec
+    Returns:
+        The final-run form of :class:`jaxmu.experiment.RunRecord` as a dict (``method``,
+        ``seed``, ``hparams``, ``usable``, ``metrics``, ``forget_losses``, ``timings``).
+    """
+    fitted = Fitted(task.model, task.splits, task.seed, task.original, task.retrained,
+                    retrain_seconds=task.reference_seconds)
+    method = get_method(method_name, **({} if method_name in REFERENCES else hparams))
+    rec = run_fitted(fitted, method, classifier_mias=classifier_mias, forget_losses=True)
+    rec.method, rec.hparams = method_name, hparams
+    for note in rec.warnings:  # shown as before (the record of a final run has no notes)
+        warnings.warn(note, MIASkippedWarning, stacklevel=2)
+    return rec.to_dict()
 
 
 def _is_number(x: Any) -> bool:
@@ -666,3 +643,48 @@ def _bar(progress: bool, total: int, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc)
+
+
+def run_task_benchmark(task, out: str | Path, *, methods: Sequence[str] | None = None,
+                       trials: int = 100, search_seeds: int = 3, seeds: int = 10,
+                       ulira: bool = False, audits: str | None = None, audit_config: Any = None,
+                       audit_flags: str | None = None, **kw: Any) -> dict[str, Any]:
+    """:func:`run_benchmark` of a :class:`jaxmu.experiment.Task` (its data, splits, model
+    and recipe) into ``OUT/<dataset>/benchmark-<model>``, with the experiment CLI's command
+    lines of the study and of one run recorded for RECIPES.md.
+
+    Args:
+        task: the setting; its ``cache_dir``, ``classifier_mias`` and ``progress`` apply.
+        out: the results folder. methods: default :func:`default_methods`.
+        trials, search_seeds, seeds: as :func:`run_benchmark` (``search_seeds`` a count).
+        ulira: U-LiRA of every method with the task's seed and forget fraction (``kw``'s
+            ``shadows`` and ``forget_sets``, default 16 and 4).
+        audits, audit_config, audit_flags: the ``--eval`` audit name, its
+            :class:`jaxmu.audits.AuditConfig` and the CLI options that rebuild it.
+        kw: the other options of :func:`run_benchmark` (``storage``, ``clean``,
+            ``population_size``, ``trial_batch``, ``strategy``, ``chunk``).
+    """
+    ds, splits, model = task.load()
+    methods = list(methods) if methods else default_methods()
+    shadows, forget_sets = kw.pop("shadows", 16), kw.pop("forget_sets", 4)
+    run_command = (f"python -m experiments.{task.dataset} {task.setting_flags()}"
+                   + ("" if task.classifier_mias else " --no-mia"))
+    command = (f"{run_command} --benchmark --methods {','.join(methods)} --trials {trials} "
+               f"--search-seeds {search_seeds} --seeds {seeds} --population-size "
+               f"{kw.get('population_size', 50)} --trial-batch {kw.get('trial_batch', 1)}"
+               + (" --clean" if kw.get("clean") else "")
+               + (f" --eval ulira --shadows {shadows} --forget-sets {forget_sets} --seed "
+                  f"{task.seed}" if ulira else "") + (f" {audit_flags}" if audits else ""))
+    design = ({"shadows": shadows, "forget_sets": forget_sets,
+               "forget_fraction": task.forget_fraction, "seed": task.seed} if ulira else None)
+    if audits:
+        kw.update(audits=audit_names_of(audits), audit_config=audit_config,
+                  audit_flags=audit_flags)
+    else:
+        kw.pop("strategy", None), kw.pop("chunk", None)
+    return run_benchmark(ds.pool, model, splits, task.recipe,
+                         Path(out) / task.dataset / f"benchmark-{model.name}",
+                         methods=methods, command=command, run_command=run_command,
+                         trials=trials, search_seeds=range(search_seeds), seeds=seeds,
+                         cache_dir=task.cache_dir, classifier_mias=task.classifier_mias,
+                         ulira=design, progress=task.progress, **kw)

@@ -144,7 +144,7 @@ def test_cli_benchmark_bad_audit_option_exits_2(tmp_path, capsys, extra, match):
 def test_cli_audit_flags_reproduce_the_audit_config():
     """The flags recorded for a study's audits rebuild its AuditConfig in a single run."""
     from experiments import _audit_cli
-    from experiments._cli import _audit_flags, build_parser
+    from experiments._cli import build_parser
 
     p = build_parser("digits")
     a = p.parse_args(["--benchmark", "--eval", "all", "--shadows", "16", "--forget-sets", "3",
@@ -152,12 +152,13 @@ def test_cli_audit_flags_reproduce_the_audit_config():
                       "--rmia-a", "0.45", "--relearn-variant", "forget", "--relearn-steps",
                       "30", "--relearn-lr", "0.02", "--relearn-runs", "5", "--shadow-draws",
                       "3", "--forget-fraction", "0.2"])
-    flags = _audit_flags(a)
+    flags = _audit_cli.flags(a)
     single = p.parse_args(["--method", "ft", "--forget-fraction", "0.2", *shlex.split(flags)])
     assert single.eval == "all" and not single.benchmark
     assert _audit_cli.config(single) == _audit_cli.config(a)
     b = p.parse_args(["--benchmark", "--eval", "klom"])
-    assert _audit_cli.config(p.parse_args(shlex.split(_audit_flags(b)))) == _audit_cli.config(b)
+    again = p.parse_args(shlex.split(_audit_cli.flags(b)))
+    assert _audit_cli.config(again) == _audit_cli.config(b)
 
 
 @pytest.mark.slow
