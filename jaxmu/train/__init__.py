@@ -24,6 +24,7 @@ from jaxmu.train._fit import (
     train_epoch,
 )
 from jaxmu.train._predict import labels, predict, predict_mask, split_accuracies
+from jaxmu.train._schedules import SCHEDULES, cosine, epoch_multiplier, step_decay, triangular
 from jaxmu.train._step import (
     Batch,
     StepKeys,
@@ -37,7 +38,6 @@ from jaxmu.train._step import (
     train_step,
     triangular_schedule,
 )
-from jaxmu.train._schedules import SCHEDULES, cosine, epoch_multiplier, step_decay, triangular
 
 __all__ = [
     "Batch",
