@@ -1,10 +1,13 @@
 """Loop stages: ``finetune`` (the workhorse), ``sequence`` and ``repeat``.
 
-``finetune`` runs ``lax.scan`` over epochs and over steps inside an epoch, entirely inside
-the method's jit, so a whole method stays one pure, vmappable function. Optimisers are optax
-"direction" transforms; the loop multiplies by ``-lr * schedule`` itself, so PyTorch-style
-coupled weight decay is ``optax.chain(scale_by_mask(...), add_decayed_weights(wd),
-trace(momentum))`` (see :func:`sgd`).
+``finetune`` runs ``lax.scan`` over epochs of :func:`jaxmu.train.train_pass` of a
+:func:`jaxmu.train.train_step`, entirely inside the method's jit, so a whole method stays one
+pure, vmappable function. The optimizer is a stock optax one and owns the learning rate and
+its schedule (``optax.sgd(0.1)`` steps with 0.1); PyTorch-style coupled weight decay is
+:func:`jaxmu.train.torch_sgd`. ``finetune(..., opt_state=name)`` keeps the optimizer state in
+``aux[name]`` so several stages share one optimizer. :func:`sgd`, :func:`adam` (learning-
+rate-free "directions") and :func:`lr_multiplier` remain for the deprecated ``lr=`` /
+``schedule=`` arguments of :func:`finetune`.
 
 The conventions these loops reproduce from the PyTorch reference (BatchNorm mode per stage,
 weight decay after masking, full batches, the schedules' formulas) are described in
@@ -40,20 +43,26 @@ from jaxmu.types import Splits, Stage, UnlearnState
 
 
 def sgd(momentum: float = 0.0, weight_decay: float = 0.0, *pre: optax.GradientTransformation):
-    """PyTorch SGD as a direction: ``pre`` transforms (masks, projections), then coupled
-    weight decay, then heavy-ball momentum. The loop applies ``-lr``."""
+    """Deprecated: PyTorch SGD without its learning rate (a "direction"): ``pre`` transforms
+    (masks, projections), then coupled weight decay, then heavy-ball momentum. Only the
+    deprecated ``finetune(..., lr=...)`` applies ``-lr`` to it; use
+    :func:`jaxmu.train.torch_sgd` (with the learning rate) instead."""
     return optax.chain(*pre, optax.add_decayed_weights(weight_decay), optax.trace(momentum))
 
 
 def adam(weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
          *pre: optax.GradientTransformation):
-    """PyTorch Adam (coupled L2 weight decay) as a direction."""
+    """Deprecated: PyTorch Adam (coupled L2 weight decay) without its learning rate; use
+    :func:`jaxmu.train.torch_adam`."""
     return optax.chain(*pre, optax.add_decayed_weights(weight_decay),
                        optax.scale_by_adam(b1=b1, b2=b2, eps=eps))
 
 
 def lr_multiplier(schedule: str | Callable, i, total, **kw):
-    """Evaluates a schedule (name or ``fn(i, total)``) at step/epoch ``i`` of ``total``."""
+    """Deprecated (the ``schedule=`` argument of :func:`finetune`): evaluates a schedule
+    (name or ``fn(i, total)``) at step/epoch ``i`` of ``total``. Schedules are optax
+    schedules now: ``optax.cosine_decay_schedule``, :func:`jaxmu.train.per_epoch`,
+    :func:`jaxmu.train.triangular_schedule`, :func:`jaxmu.train.step_decay_schedule`."""
     if callable(schedule):
         return schedule(i, total)
     if schedule == "constant":
