@@ -239,3 +239,24 @@ def test_declared_touches_and_needs():
     (need,) = RniConfig(layer_select=3).requirements()
     assert need.at_least == 4
     assert get_method("ct").config.requirements()[0].what == "conv kernels"
+
+
+@pytest.mark.parametrize("name", BASE)
+def test_traced_fields_trace(name):
+    """Every field a config declares traced is accepted as a traced value by the builder
+    (a sweep passes them as arguments of one program; nothing finds them by trying)."""
+    import jax
+    from _helpers import digits_subset_splits
+
+    from jaxmu.models import mlp
+
+    model = mlp((8, 8, 1), 10, hidden=(16, 16))
+    m = get_method(name).bind(model)
+    traced = m.definition.traced
+    if not traced:
+        return
+    params, state = jax.eval_shape(model.init, jax.random.key(0))
+    values = {k: np.float32(m.hp[k]) for k in traced}
+    out = jax.eval_shape(m.dynamic_fn(traced), params, state, digits_subset_splits(64),
+                         jax.random.key(1), values)
+    assert jax.tree.structure(out[0]) == jax.tree.structure(params)
