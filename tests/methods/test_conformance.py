@@ -206,26 +206,56 @@ def test_touches_resolve_hyperparameters():
     assert all(flat_paths(get_method("ft").touches(model, params)).values())
 
 
+def _outside_touches(sel, model, p_in, p_out) -> tuple[list[str], list[str]]:
+    """The parameters outside ``sel``, and those of them that changed (value or dtype)."""
+    flags = flat_paths(sel(model, p_in, allow_empty=True))
+    new, old = flat_paths(p_out), flat_paths(p_in)
+    assert set(flags) == set(new) == set(old)
+    frozen = [k for k, f in flags.items() if not f]
+    changed = [k for k in frozen
+               if not (new[k].dtype == old[k].dtype and np.array_equal(new[k], old[k]))]
+    return frozen, changed
+
+
+def test_touches_check_catches_a_wrong_declaration(splits):
+    """A method that declares it touches only the classifier but trains everything (FT
+    with a narrower ``touches``) is caught by the check above."""
+    import dataclasses
+
+    from jaxmu.methods import FtConfig, Method, MethodDef
+    from jaxmu.models import classifier
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class HeadOnlyFt(FtConfig):
+        touches = classifier
+
+    ft = get_method("ft").definition
+    wrong = MethodDef("head_only_ft", ft.build, HeadOnlyFt, "", "", "")  # not registered
+    model = MODELS["mlp"]
+    method = Method(wrong, HeadOnlyFt(epochs=1, batch_size=16), model)
+    params, state = model.init(jax.random.key(0))
+    p_out, _ = method(params, state, splits, jax.random.key(0))
+    frozen, changed = _outside_touches(method.touches, model, params, p_out)
+    assert frozen and set(changed) == set(frozen)
+
+
 def test_untouched_params_bit_identical(run, request):
     """Every parameter outside the method's declared ``touches`` comes back bit-identical
     (vacuous for methods that declare "all", which every registered method is checked for)."""
     _xfail(request, run["name"], "touches")
     sel = run["method"].touches
     (p_in, s_in), (p_out, s_out) = run["inp"], run["out0"]
-    flags = flat_paths(sel(run["model"], p_in, allow_empty=True))
-    new, old = flat_paths(p_out), flat_paths(p_in)
-    assert set(flags) == set(new) == set(old)
-    frozen = [k for k, f in flags.items() if not f]
+    frozen, changed = _outside_touches(sel, run["model"], p_in, p_out)
     if sel != ALL:
         assert frozen, f"{run['name']}: touches={sel.describe()} selects every parameter"
-    for k in frozen:
-        assert new[k].dtype == old[k].dtype and np.array_equal(new[k], old[k]), k
+    assert not changed, f"{run['name']}: changed outside touches={sel.describe()}: {changed}"
     if run["name"] == "original":
         assert tree_bitwise_equal(p_out, p_in) and tree_bitwise_equal(s_out, s_in)
     if run["name"] == "cf_k" and run["method"].hp.get("bn") == "eval":
         assert tree_bitwise_equal(s_out, s_in)  # eval-mode BN: running stats frozen
     if run["name"] == "eu_k" and "batch_stats" in s_in:  # frozen blocks' stats restored
-        modules = {k.rsplit("/", 1)[0] for k, f in flags.items() if f}
+        touched = set(flat_paths(p_in)) - set(frozen)
+        modules = {k.rsplit("/", 1)[0] for k in touched}
         new_bs = flat_paths(s_out["batch_stats"])
         for k, v in flat_paths(s_in["batch_stats"]).items():
             if k.rsplit("/", 1)[0] not in modules:
