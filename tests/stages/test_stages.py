@@ -26,7 +26,16 @@ from jaxmu.stages import (
     sgd,
     snapshot,
 )
-from jaxmu.train import cosine, epoch_indices, member_order
+from jaxmu.train import (
+    cosine,
+    epoch_indices,
+    member_order,
+    per_epoch,
+    step_decay_schedule,
+    torch_adam,
+    torch_sgd,
+    triangular_schedule,
+)
 from jaxmu.types import UnlearnState
 
 MLP = mlp((8, 8, 1), 10, hidden=(16,))
@@ -591,3 +600,32 @@ def test_contrastive_forget_vs_numpy():
     g = jax.grad(lambda z2: loss(_inputs(b=4, logits=zf, logits2=z2, y2=i.y2)))(zr)
     assert float(jnp.abs(g).max()) == 0.0
     assert math.isfinite(float(loss(i)))
+
+
+@pytest.mark.parametrize("legacy,new", [
+    (dict(), lambda spe: torch_sgd(0.1, 0.9, 5e-4)),
+    (dict(schedule="cosine"),
+     lambda spe: torch_sgd(per_epoch(optax.cosine_decay_schedule(0.1, 3), spe), 0.9, 5e-4)),
+    (dict(schedule="triangular"),
+     lambda spe: torch_sgd(per_epoch(triangular_schedule(0.1, 3), spe), 0.9, 5e-4)),
+    (dict(schedule="step", schedule_kw=dict(decay_rate=0.5, one_indexed=True)),
+     lambda spe: torch_sgd(per_epoch(step_decay_schedule(0.1, 3, 0.5, True), spe), 0.9, 5e-4)),
+])
+def test_optax_optimizers_equal_the_deprecated_lr_arguments_bitwise(mlp_state, splits, legacy,
+                                                                     new):
+    """finetune(loss, optax optimizer with its schedule) == finetune(loss, direction,
+    lr=, schedule=): the learning rate moved into optax without changing a bit."""
+    with pytest.warns(DeprecationWarning):
+        old = finetune(L.ce(), sgd(0.9, 5e-4), lr=0.1, epochs=3, batch_size=16, **legacy)
+    a = _run(old, mlp_state, splits)
+    b = _run(finetune(L.ce(), new, epochs=3, batch_size=16), mlp_state, splits)
+    assert_tree_bitwise_equal(a.params, b.params)
+
+
+def test_torch_adam_equals_the_deprecated_adam_direction_bitwise(mlp_state, splits):
+    with pytest.warns(DeprecationWarning):
+        old = finetune(L.ce(), adam(1e-3), lr=1e-2, epochs=1, batch_size=16)
+    a = _run(old, mlp_state, splits)
+    b = _run(finetune(L.ce(), torch_adam(1e-2, 1e-3), epochs=1, batch_size=16), mlp_state,
+             splits)
+    assert_tree_bitwise_equal(a.params, b.params)
