@@ -7,13 +7,15 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxmu import losses
 from jaxmu.methods._checks import BN, batch, non_negative, positive, unit
 from jaxmu.methods._config import BATCH, EPOCHS, HP, LR, MOMENTUM, WD, MethodConfig, hparam
 from jaxmu.methods._core import register
 from jaxmu.models import path_str
-from jaxmu.stages import activation_means, finetune, sequence, sgd
+from jaxmu.stages import activation_means, finetune, sequence
+from jaxmu.train import per_epoch, torch_sgd
 from jaxmu.types import Splits, Stage, UnlearnState
 
 MEANS = "act_means"
@@ -146,6 +148,8 @@ def activation_pruning(c: ActivationPruningConfig):
     return sequence(
         activation_means(MEANS, "forget", c.probe_batch_size),
         make_masks(c.q_early, c.q_deep, c.deep_from),
-        finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
-                 epochs=c.epochs, batch_size=c.batch_size, schedule="cosine", bn=c.bn),
+        finetune(losses.ce(), lambda spe: torch_sgd(
+                     per_epoch(optax.cosine_decay_schedule(c.lr, math.ceil(c.epochs)), spe),
+                     c.momentum, c.weight_decay),
+                 split="retain", epochs=c.epochs, batch_size=c.batch_size, bn=c.bn),
     )

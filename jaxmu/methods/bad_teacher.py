@@ -10,7 +10,8 @@ from jaxmu.losses import Loss, LossInputs, teacher_logits
 from jaxmu.methods._checks import batch, clip_temperature, non_negative, positive
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, TEMPERATURE, WD, MethodConfig
 from jaxmu.methods._core import register
-from jaxmu.stages import adam, finetune, sequence, snapshot
+from jaxmu.stages import finetune, sequence, snapshot
+from jaxmu.train import torch_adam
 from jaxmu.types import Splits, Stage, UnlearnState
 
 
@@ -92,6 +93,7 @@ def bad_teacher(c: BadTeacherConfig):
     return sequence(
         snapshot("teacher"),
         fresh_teacher("incompetent"),
-        finetune(bad_teacher_kl(clip_temperature(c.temperature)), adam(c.weight_decay),
-                 lr=c.lr, split="train", epochs=c.epochs, batch_size=c.batch_size),
+        finetune(bad_teacher_kl(clip_temperature(c.temperature)),
+                 torch_adam(c.lr, c.weight_decay), split="train", epochs=c.epochs,
+                 batch_size=c.batch_size),
     )

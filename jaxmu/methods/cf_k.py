@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from jaxmu import losses
 from jaxmu.methods._checks import BN, batch, integer, non_negative, positive, unit
@@ -19,7 +20,8 @@ from jaxmu.methods._config import (
 )
 from jaxmu.methods._core import register
 from jaxmu.models import Selector, last_k_blocks
-from jaxmu.stages import finetune, sequence, sgd, snapshot
+from jaxmu.stages import finetune, sequence, snapshot
+from jaxmu.train import per_epoch, step_decay_schedule, torch_sgd
 from jaxmu.types import Stage
 
 ANCHOR = "prox_anchor"
@@ -50,10 +52,10 @@ def last_k_finetune(c: CfKConfig, augment: bool = False) -> Stage:
     theta_anchor|^2 over the last ``num_blocks`` blocks + classifier, 0-indexed step decay."""
     return sequence(
         snapshot(ANCHOR),
-        finetune(losses.ce() + losses.proximal(ANCHOR, l2=c.sgda_weight_decay), sgd(0.0, 0.0),
-                 lr=c.lr, split="retain", epochs=c.epochs, batch_size=int(c.batch_size),
-                 schedule="step", schedule_kw=dict(decay_rate=c.sgda_decay_rate,
-                                                   one_indexed=False),
+        finetune(losses.ce() + losses.proximal(ANCHOR, l2=c.sgda_weight_decay),
+                 lambda spe: torch_sgd(per_epoch(step_decay_schedule(
+                     c.lr, math.ceil(c.epochs), c.sgda_decay_rate, one_indexed=False), spe)),
+                 split="retain", epochs=c.epochs, batch_size=int(c.batch_size),
                  bn=c.bn, augment=augment, select=last_k_blocks(int(c.num_blocks))),
     )
 

@@ -4,13 +4,17 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 """
 
 import dataclasses
+import math
+
+import optax
 
 from jaxmu import losses
 from jaxmu.methods._checks import batch, positive
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, WD, MethodConfig, Need
 from jaxmu.methods._core import register
 from jaxmu.models import conv_kernels
-from jaxmu.stages import finetune, sequence, sgd
+from jaxmu.stages import finetune, sequence
+from jaxmu.train import per_epoch, torch_sgd
 from jaxmu.transforms import transpose_conv
 
 
@@ -41,7 +45,9 @@ def ct(c: CtConfig):
     """
     return sequence(
         transpose_conv(conv_kernels, allow_empty=True),
-        finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
-                 epochs=c.epochs, batch_size=c.batch_size, schedule="cosine"),
+        finetune(losses.ce(), lambda spe: torch_sgd(
+                     per_epoch(optax.cosine_decay_schedule(c.lr, math.ceil(c.epochs)), spe),
+                     c.momentum, c.weight_decay),
+                 split="retain", epochs=c.epochs, batch_size=c.batch_size),
     )
 

@@ -32,7 +32,7 @@ from jaxmu.methods._config import (
     MethodConfig,
 )
 from jaxmu.methods._core import register
-from jaxmu.stages import finetune, sequence, sgd
+from jaxmu.stages import finetune, sequence
 from jaxmu.train import (
     StepKeys,
     batch_loader,
@@ -171,7 +171,7 @@ def fcs(c: FcsConfig):
         docs/methods.md#fcs.
     """
     return sequence(
-        finetune(losses.uniform_kl(), sgd(c.momentum, c.weight_decay), lr=c.lr,
+        finetune(losses.uniform_kl(), torch_sgd(c.lr, c.momentum, c.weight_decay),
                  split="forget", epochs=1, batch_size=c.batch_size),
         _stage2(c.epochs, c.batch_size, clip_temperature(c.temperature), c.retain_lr,
                 c.retain_momentum, c.retain_weight_decay, c.forget_lr, c.forget_momentum,

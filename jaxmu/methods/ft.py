@@ -1,12 +1,16 @@
 """FT: fine-tune on the retain set."""
 
 import dataclasses
+import math
+
+import optax
 
 from jaxmu import losses
 from jaxmu.methods._checks import batch, positive
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, WD, MethodConfig
 from jaxmu.methods._core import register
-from jaxmu.stages import finetune, sgd
+from jaxmu.stages import finetune
+from jaxmu.train import per_epoch, torch_sgd
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -29,5 +33,7 @@ def ft(c: FtConfig):
     References:
         Cadet et al., Deep Unlearn (2024); the reference code: docs/methods.md#ft.
     """
-    return finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
-                    epochs=c.epochs, batch_size=c.batch_size, schedule="cosine")
+    return finetune(losses.ce(), lambda spe: torch_sgd(
+                        per_epoch(optax.cosine_decay_schedule(c.lr, math.ceil(c.epochs)), spe),
+                        c.momentum, c.weight_decay),
+                    split="retain", epochs=c.epochs, batch_size=c.batch_size)

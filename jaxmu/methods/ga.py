@@ -6,7 +6,8 @@ from jaxmu import losses
 from jaxmu.methods._checks import batch, positive
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, WD, MethodConfig
 from jaxmu.methods._core import register
-from jaxmu.stages import finetune, sgd
+from jaxmu.stages import finetune
+from jaxmu.train import torch_sgd
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,5 +32,5 @@ def ga(c: GaConfig):
         Jia et al., Model Sparsity Can Simplify Machine Unlearning (2023); Cadet et al.,
         Deep Unlearn (2024); the reference code: docs/methods.md#ga.
     """
-    return finetune(losses.neg(losses.ce()), sgd(c.momentum, c.weight_decay), lr=c.lr,
+    return finetune(losses.neg(losses.ce()), torch_sgd(c.lr, c.momentum, c.weight_decay),
                     split="forget", epochs=c.epochs, batch_size=c.batch_size)

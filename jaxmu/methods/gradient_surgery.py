@@ -14,8 +14,16 @@ from jaxmu.losses import Loss, LossInputs, cross_entropy
 from jaxmu.methods._checks import BN, batch, integer, non_negative, one_of, positive
 from jaxmu.methods._config import BATCH, EPOCHS, HP, LR, MOMENTUM, WD, MethodConfig, hparam
 from jaxmu.methods._core import register
-from jaxmu.stages import finetune, sequence, sgd, snapshot
-from jaxmu.train import StepKeys, batch_loader, epoch_indices, steps_per_epoch, train_pass
+from jaxmu.stages import finetune, sequence, snapshot
+from jaxmu.train import (
+    StepKeys,
+    batch_loader,
+    epoch_indices,
+    per_epoch,
+    steps_per_epoch,
+    torch_sgd,
+    train_pass,
+)
 from jaxmu.transforms import project_out_vector
 from jaxmu.types import Splits, Stage, UnlearnState
 
@@ -151,6 +159,8 @@ def gradient_surgery(c: GradientSurgeryConfig):
     return sequence(
         *first,
         finetune(losses.ce() + elastic_net(ANCHOR, c.l1, c.l2),
-                 sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain", epochs=c.epochs,
-                 batch_size=c.batch_size, schedule="cosine", bn=c.bn),
+                 lambda spe: torch_sgd(
+                     per_epoch(optax.cosine_decay_schedule(c.lr, math.ceil(c.epochs)), spe),
+                     c.momentum, c.weight_decay),
+                 split="retain", epochs=c.epochs, batch_size=c.batch_size, bn=c.bn),
     )

@@ -7,9 +7,11 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxmu import losses
 from jaxmu.losses import Loss, LossInputs, teacher_logits
@@ -34,7 +36,8 @@ from jaxmu.methods._config import (
 from jaxmu.methods._core import register
 from jaxmu.methods._resets import torch_reset
 from jaxmu.models import classifier, stem_conv
-from jaxmu.stages import finetune, sequence, sgd, snapshot
+from jaxmu.stages import finetune, sequence, snapshot
+from jaxmu.train import per_epoch, torch_sgd
 
 WARMUP_SPLITS = ("val", "retain")
 
@@ -124,10 +127,13 @@ def kde(c: KdeConfig):
     return sequence(
         snapshot("teacher"),
         torch_reset(stem_conv | classifier),
-        finetune(warmup_loss(tau), sgd(c.momentum, c.weight_decay), lr=c.lr,
+        finetune(warmup_loss(tau), torch_sgd(c.lr, c.momentum, c.weight_decay),
                  split=c.warmup_split, epochs=c.epochs, batch_size=c.batch_size,
                  shuffle=False),
-        finetune(retain_loss(tau), sgd(c.retain_momentum, c.retain_weight_decay),
-                 lr=c.retain_lr, split="retain", epochs=c.retain_epochs,
-                 batch_size=c.batch_size, schedule="cosine"),
+        finetune(retain_loss(tau),
+                 lambda spe: torch_sgd(
+                     per_epoch(optax.cosine_decay_schedule(c.retain_lr,
+                                                           math.ceil(c.retain_epochs)), spe),
+                     c.retain_momentum, c.retain_weight_decay),
+                 split="retain", epochs=c.retain_epochs, batch_size=c.batch_size),
     )

@@ -4,13 +4,15 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 """
 
 import dataclasses
+import math
 
 from jaxmu import losses
 from jaxmu.methods._checks import batch, positive, unit
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, UNIT, WD, MethodConfig
 from jaxmu.methods._core import register
 from jaxmu.models import conv_kernels, weights
-from jaxmu.stages import GradientPart, finetune, sequence, sgd, sum_gradients
+from jaxmu.stages import GradientPart, finetune, sequence, sum_gradients
+from jaxmu.train import per_epoch, torch_sgd, triangular_schedule
 from jaxmu.transforms import mask_by_gradient_saliency, reinit, scale_by_mask
 
 
@@ -69,10 +71,11 @@ def msg(c: MsgConfig):
                                       select=select, scope="layer", fill=1.0),
             reinit(select, init="kaiming_normal_fan_out", where="reinit"),
             finetune(losses.ce(),
-                     sgd(c.momentum, c.weight_decay, scale_by_mask("reinit", 1.0,
-                                                                   c.kept_scale)),
-                     lr=c.lr, split="retain", epochs=c.epochs, batch_size=c.batch_size,
-                     schedule="triangular"),
+                     lambda spe: torch_sgd(
+                         per_epoch(triangular_schedule(c.lr, math.ceil(c.epochs)), spe),
+                         c.momentum, c.weight_decay,
+                         pre=(scale_by_mask("reinit", 1.0, c.kept_scale),)),
+                     split="retain", epochs=c.epochs, batch_size=c.batch_size),
             start=2,
         )
         return rest(probe(state, splits, key), splits, key)

@@ -2,6 +2,7 @@
 forget rows)."""
 
 import dataclasses
+import math
 
 import jax.numpy as jnp
 import optax
@@ -10,7 +11,8 @@ from jaxmu.losses import Loss, LossInputs
 from jaxmu.methods._checks import batch, non_negative, positive
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, WD, MethodConfig
 from jaxmu.methods._core import register
-from jaxmu.stages import finetune, sgd
+from jaxmu.stages import finetune
+from jaxmu.train import per_epoch, torch_sgd
 
 
 def signed_ce(faithful: bool = False) -> Loss:
@@ -67,5 +69,8 @@ def ng(c: NgConfig):
         Cadet et al., Deep Unlearn (2024), whose code has NG but does not benchmark it;
         docs/methods.md#ng.
     """
-    return finetune(signed_ce(c.faithful), sgd(c.momentum, c.weight_decay), lr=c.lr,
-                    split="train", epochs=c.epochs, batch_size=c.batch_size, schedule="cosine")
+    return finetune(signed_ce(c.faithful),
+                    lambda spe: torch_sgd(
+                        per_epoch(optax.cosine_decay_schedule(c.lr, math.ceil(c.epochs)), spe),
+                        c.momentum, c.weight_decay),
+                    split="train", epochs=c.epochs, batch_size=c.batch_size)

@@ -6,7 +6,8 @@ from jaxmu import losses
 from jaxmu.methods._checks import BN, batch, non_negative, positive, unit
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, UNIT, WD, MethodConfig, hparam
 from jaxmu.methods._core import register
-from jaxmu.stages import finetune, sequence, sgd, snapshot
+from jaxmu.stages import finetune, sequence, snapshot
+from jaxmu.train import torch_sgd
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,6 +58,6 @@ def ngplus(c: NgplusConfig):
     loss = alpha * losses.ce() - (1.0 - alpha) * losses.ce(second=True)
     if c.prox > 0:
         loss = loss + alpha * losses.proximal("anchor", l2=c.prox)
-    train = finetune(loss, sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
+    train = finetune(loss, torch_sgd(c.lr, c.momentum, c.weight_decay), split="retain",
                      second="forget", epochs=c.epochs, batch_size=c.batch_size, bn=c.bn)
     return sequence(snapshot("anchor"), train) if c.prox > 0 else train

@@ -7,6 +7,7 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -25,7 +26,8 @@ from jaxmu.methods._config import (
 )
 from jaxmu.methods._core import register
 from jaxmu.models import path_str
-from jaxmu.stages import class_weights, finetune, sequence, sgd, snapshot
+from jaxmu.stages import class_weights, finetune, sequence, snapshot
+from jaxmu.train import torch_sgd
 from jaxmu.transforms import prune_l1_and_reinit, quantize_round_trip
 
 
@@ -105,8 +107,8 @@ def prmq(c: PrmqConfig):
         class_weights("prmq_weights", "retain", power=-0.1),
         prune_l1_and_reinit(c.prune_amount, conv_dense_weights_and_biases, scope="global",
                             init="uniform_fan_in"),
-        finetune(loss, sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
+        finetune(loss, torch_sgd(c.lr, c.momentum, c.weight_decay), split="retain",
                  epochs=float(c.epochs), batch_size=c.batch_size,
-                 extra_steps=1 if c.faithful else 0),
+                 steps=(lambda spe: math.floor(spe * c.epochs) + 1) if c.faithful else None),
         quantize_round_trip(jnp.float16),
     )

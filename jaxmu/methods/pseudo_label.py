@@ -8,6 +8,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxmu import losses
 from jaxmu.losses import Loss, LossInputs, entropy, teacher_logits
@@ -25,7 +26,8 @@ from jaxmu.methods._config import (
 )
 from jaxmu.methods._core import register
 from jaxmu.models import ALL, classifier, conv_kernels
-from jaxmu.stages import finetune, sequence, sgd, snapshot
+from jaxmu.stages import finetune, sequence, snapshot
+from jaxmu.train import per_epoch, torch_sgd
 from jaxmu.transforms import reinit, transpose_conv
 from jaxmu.types import Splits, Stage, UnlearnState
 
@@ -119,11 +121,11 @@ def pseudo_label(c: PseudoLabelConfig):
         Comparative Analysis of Machine Unlearning Approaches for Data Protection, §IV-B3;
         docs/methods.md#pseudo_label; the Rotate step is CT (docs/methods.md#ct).
     """
-    tx = sgd(c.momentum, c.weight_decay)
-
     def retain_ce(lr_, epochs_):
-        return finetune(losses.ce(), tx, lr=lr_, split="retain", epochs=epochs_,
-                        batch_size=c.batch_size, schedule="cosine")
+        return finetune(losses.ce(), lambda spe: torch_sgd(
+                        per_epoch(optax.cosine_decay_schedule(lr_, math.ceil(epochs_)), spe),
+                        c.momentum, c.weight_decay),
+                        split="retain", epochs=epochs_, batch_size=c.batch_size)
 
     return sequence(
         snapshot(ORIGINAL),
@@ -135,7 +137,8 @@ def pseudo_label(c: PseudoLabelConfig):
         restore(ORIGINAL),
         transpose_conv(conv_kernels, allow_empty=True),
         reinit(classifier, init="model"),
-        finetune(pseudo_label_ce(c.entropy_threshold), tx, lr=c.head_lr, split="forget",
+        finetune(pseudo_label_ce(c.entropy_threshold),
+                 torch_sgd(c.head_lr, c.momentum, c.weight_decay), split="forget",
                  epochs=c.head_epochs, batch_size=c.batch_size, bn="eval", select=classifier),
         retain_ce(c.lr, c.epochs),
     )

@@ -1,13 +1,17 @@
 """R: retrain from scratch on the retain set (the gold standard of exact unlearning)."""
 
 import dataclasses
+import math
+
+import optax
 
 from jaxmu import losses
 from jaxmu.methods._checks import batch, positive
 from jaxmu.methods._config import BATCH, LR, WD, MethodConfig
 from jaxmu.methods._core import register
 from jaxmu.models import ALL
-from jaxmu.stages import finetune, sequence, sgd
+from jaxmu.stages import finetune, sequence
+from jaxmu.train import per_epoch, torch_sgd
 from jaxmu.transforms import reinit
 
 
@@ -44,9 +48,10 @@ def retrain(c: RetrainConfig):
     """
     return sequence(
         reinit(ALL, init="model", reset_batch_stats=True),
-        finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="retain",
-                 epochs=c.epochs, batch_size=c.batch_size, schedule="cosine",
-                 augment=c.augment),
+        finetune(losses.ce(), lambda spe: torch_sgd(
+                     per_epoch(optax.cosine_decay_schedule(c.lr, math.ceil(c.epochs)), spe),
+                     c.momentum, c.weight_decay),
+                 split="retain", epochs=c.epochs, batch_size=c.batch_size, augment=c.augment),
     )
 
 

@@ -31,7 +31,8 @@ from jaxmu.methods._config import (
 from jaxmu.methods._core import register
 from jaxmu.methods._resets import torch_reset
 from jaxmu.models import classifier, path_str, regex
-from jaxmu.stages import finetune, sequence, sgd
+from jaxmu.stages import finetune, sequence
+from jaxmu.train import torch_sgd
 from jaxmu.transforms import scale_by_mask
 from jaxmu.types import Splits, UnlearnState
 
@@ -164,12 +165,16 @@ def rni(c: RniConfig):
 
     def fine(e):
         i = e - (epochs - fine_epochs)
-        return finetune(losses.ce(), sgd(c.fine_momentum, c.fine_weight_decay),
-                        lr=_fine_lr(c.fine_lr, i), split="retain", epochs=1, batch_size=b)
+        return finetune(losses.ce(), torch_sgd(_fine_lr(c.fine_lr, i), c.fine_momentum,
+                                               c.fine_weight_decay),
+                        split="retain", epochs=1, batch_size=b)
 
-    partial = finetune(losses.ce(), optax.chain(sgd(momentum, weight_decay),
-                                                scale_by_mask(_FLAGS, 1.0, 0.0)),
-                       lr=lr, split="retain", epochs=1, batch_size=b)
+    # SGD with the update (after momentum) of the flagged tensors zeroed
+    partial = finetune(losses.ce(), optax.chain(optax.add_decayed_weights(weight_decay),
+                                                optax.trace(momentum),
+                                                scale_by_mask(_FLAGS, 1.0, 0.0),
+                                                optax.scale_by_learning_rate(lr)),
+                       split="retain", epochs=1, batch_size=b)
 
     def iterate(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
         leaves, treedef = jax.tree.flatten(state.params)

@@ -11,8 +11,8 @@ from jaxmu.methods._checks import batch, non_negative, positive, unit
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, UNIT, WD, MethodConfig
 from jaxmu.methods._core import register
 from jaxmu.models import ALL
-from jaxmu.stages import accumulate_gradients, finetune, sequence, sgd
-from jaxmu.train import epoch_indices, load_batch
+from jaxmu.stages import accumulate_gradients, finetune, sequence
+from jaxmu.train import epoch_indices, load_batch, relabel_forget, torch_sgd
 from jaxmu.transforms import mask_by_gradient_saliency, scale_by_mask
 from jaxmu.types import Splits, Stage, UnlearnState
 
@@ -141,11 +141,11 @@ def salun(c: SalunConfig):
         docs/methods.md#salun.
     """
     # c.mask_lr, c.mask_momentum, c.mask_weight_decay: dead in the reference
-    tx = sgd(c.momentum, c.weight_decay, scale_by_mask("salun", 1.0, 0.0))
+    tx = torch_sgd(c.lr, c.momentum, c.weight_decay, pre=(scale_by_mask("salun", 1.0, 0.0),))
     return sequence(
         forget_gradient_sum(GRAD, c.batch_size, c.faithful),
         mask_by_gradient_saliency(GRAD, "salun", c.threshold, largest=True, select=ALL,
                                   scope="global"),
-        finetune(losses.ce(), tx, lr=c.lr, split="train", epochs=c.epochs,
-                 batch_size=c.batch_size, relabel_forget=True),
+        finetune(losses.ce(), tx, split="train", epochs=c.epochs, batch_size=c.batch_size,
+                 transform=relabel_forget),
     )

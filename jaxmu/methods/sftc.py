@@ -11,7 +11,8 @@ from jaxmu.losses import Loss, LossInputs, teacher_logits
 from jaxmu.methods._checks import batch, clip_temperature, non_negative, positive, unit
 from jaxmu.methods._config import EPOCHS, HP, LR, UNIT, MethodConfig, hparam
 from jaxmu.methods._core import register
-from jaxmu.stages import adam, finetune, sequence, snapshot
+from jaxmu.stages import finetune, sequence, snapshot
+from jaxmu.train import torch_adam
 
 MAX_BUMPS = 16
 """Increments drawn per row by the biased generator (each in [0.5, 1]); enough to lift the
@@ -139,6 +140,6 @@ def sftc(c: SftcConfig):
     return sequence(
         snapshot("teacher"),
         finetune(sftc_loss(clip_temperature(c.temperature), c.confuse_fraction),
-                 adam(c.weight_decay), lr=c.lr, split="train", epochs=c.epochs,
+                 torch_adam(c.lr, c.weight_decay), split="train", epochs=c.epochs,
                  batch_size=c.batch_size),
     )

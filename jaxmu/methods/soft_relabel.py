@@ -12,7 +12,8 @@ from jaxmu.losses import LossInputs
 from jaxmu.methods._checks import batch, non_negative, positive
 from jaxmu.methods._config import BATCH, EPOCHS, HP, LR, MOMENTUM, WD, MethodConfig
 from jaxmu.methods._core import register
-from jaxmu.stages import finetune, sgd
+from jaxmu.stages import finetune
+from jaxmu.train import torch_sgd
 
 
 def _last_leaf(tree: Any) -> Any:
@@ -117,5 +118,6 @@ def soft_relabel(c: SoftRelabelConfig):
     References:
         Akbari, Gaudi, Morshed, Machine Unlearning, §3.1; docs/methods.md#soft_relabel.
     """
-    return finetune(losses.soft_ce(_targets(c.temperature)), sgd(c.momentum, c.weight_decay),
-                    lr=c.lr, split="train", epochs=c.epochs, batch_size=c.batch_size)
+    return finetune(losses.soft_ce(_targets(c.temperature)),
+                    torch_sgd(c.lr, c.momentum, c.weight_decay), split="train",
+                    epochs=c.epochs, batch_size=c.batch_size)

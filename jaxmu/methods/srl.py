@@ -6,7 +6,8 @@ from jaxmu import losses
 from jaxmu.methods._checks import batch, non_negative, positive
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, WD, MethodConfig
 from jaxmu.methods._core import register
-from jaxmu.stages import finetune, sgd
+from jaxmu.stages import finetune
+from jaxmu.train import relabel_forget, torch_sgd
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,5 +47,5 @@ def srl(c: SrlConfig):
         Cadet et al., Deep Unlearn (2024); Jia et al., Model Sparsity Can Simplify Machine
         Unlearning (2023); the reference code: docs/methods.md#srl.
     """
-    return finetune(losses.ce(), sgd(c.momentum, c.weight_decay), lr=c.lr, split="train",
-                    epochs=c.epochs, batch_size=c.batch_size, relabel_forget=True)
+    return finetune(losses.ce(), torch_sgd(c.lr, c.momentum, c.weight_decay), split="train",
+                    epochs=c.epochs, batch_size=c.batch_size, transform=relabel_forget)
