@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import threading
 import time
 import traceback
@@ -398,8 +399,10 @@ def _open_error(url: str, e: BaseException) -> StorageError:
 def open_storage(path_or_url: str | Path, *, heartbeat_s: int = HEARTBEAT_S,
                  grace_s: int = GRACE_S, attempts: int = 8, timeout_s: float = 120):
     """An Optuna RDB storage with heartbeats: a trial whose process died (no heartbeat for
-    ``grace_s`` seconds) is marked FAIL and re-queued with the same parameters, so a killed
-    study loses no trial; completed trials are never re-run.
+    ``grace_s`` seconds) is marked FAIL by a worker that samples on the database and
+    re-queued with the same parameters, so a killed study loses no trial; completed trials
+    are never re-run. (A lone worker restarted on the study resumes such a trial itself,
+    under its number, without waiting: see :func:`run_study`.)
 
     Several workers may open the same fresh database at once: the first creates the
     schema, and a worker that loses that race (a duplicate-key or "table exists" error from
@@ -473,28 +476,30 @@ def _quiet_lost_heartbeats():
 
 
 def study_sampler(seed: int | None, population_size: int = 50):
-    """Optuna's NSGA-III sampler, re-seeded per trial when its worker is not alone.
+    """Optuna's NSGA-III sampler, re-seeded per trial once its trial numbers skip.
 
     ``NSGAIIISampler(seed=seed)`` draws every trial from one random stream that starts at
-    ``seed`` in each process. A second worker on the same study, or a worker resuming a
-    killed study, therefore replays the first worker's draws: its random first-generation
-    trials repeat trials already in the storage. This sampler keeps that stream while it is
-    the only source of the study's trials, and leaves it otherwise:
+    ``seed`` in each process, and keeps NSGA-III's state (generations, cached parent
+    populations) in the study. This sampler keeps that stream while the trials it samples
+    are numbered 0, 1, 2, ... and leaves it otherwise:
 
-    * While the trials it samples are numbered 0, 1, 2, ... in order (this process created
-      every trial of the study so far), it is ``NSGAIIISampler(seed=seed)`` unchanged: a
-      single-worker, uninterrupted study is bitwise identical to one run with Optuna's
-      sampler, so published trial sequences are reproduced.
+    * While the trials it samples are numbered 0, 1, 2, ... in order, it is
+      ``NSGAIIISampler(seed=seed)`` unchanged, so published trial sequences are reproduced.
     * From the first trial whose number breaks that sequence (the study already held
-      trials when this worker started, or another worker took a number in between), each
-      trial ``n`` it samples draws from a stream seeded by ``(seed, n)``. Trial numbers
-      are unique in a study's storage, so two workers never share a stream.
+      trials, or another worker took a number in between), each trial ``n`` it samples
+      draws from a stream seeded by ``(seed, n)``. Trial numbers are unique in a study's
+      storage, so two workers never share a stream (without this, a second worker would
+      repeat the first one's random first-generation trials).
 
-    A resumed study is reproducible in the same sense as a single one: the draw of trial
-    ``n`` depends only on ``seed``, ``n`` and the complete trials in the storage when it is
-    sampled (the NSGA-III parents), so rerunning the same sequence of kills and resumes
-    gives the same trials. With concurrent workers, which worker takes which number (and
-    which trials have completed) depends on timing, as does the selection.
+    :func:`run_study` uses it in two places. A lone worker draws every trial in an
+    in-memory copy of the study rebuilt from the database at each (re)start by *replay*
+    (a fresh sampler is asked the stored trials again, in order, and told their values;
+    trial numbers there are always 0, 1, 2, ...), so its draws are the first case's
+    stream: a study killed and resumed any number of times draws exactly the trials of
+    one uninterrupted run. Only a worker that cannot replay (another worker is running
+    trials of the study, trials are queued, or the stored trials are not a lone
+    worker's draws) samples on the database itself, and so in the second case; which
+    worker takes which number then depends on timing, as does the selection.
 
     Args:
         seed: the base seed (the model seed); ``None`` draws from fresh entropy.
@@ -543,6 +548,218 @@ def study_sampler(seed: int | None, population_size: int = 50):
     return _PerTrialSeedNSGAIII()
 
 
+OWNER_ATTR = "jaxmu:owner"
+"""Trial system attribute: ``"<host> <pid> <process start>"`` of the worker that created it
+(a RUNNING trial whose owner is dead is resumed by the next lone worker)."""
+BATCH_ATTR = "jaxmu:batch"
+"""Trial system attribute: ``[first, size]``, the batch it was asked in (indices of the
+lone-worker sequence), so a replay asks and tells trials in the original order."""
+
+
+def _start_time(pid: int) -> str:
+    """The start time of process ``pid`` (clock ticks since boot; Linux), or ``""``."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _owner() -> str:
+    import socket
+
+    return f"{socket.gethostname()} {os.getpid()} {_start_time(os.getpid())}"
+
+
+def _dead_owner(trial, stale: set[int]) -> bool:
+    """Whether RUNNING ``trial`` belongs to no running worker: its creator on this host has
+    exited (or is this process, which runs no trial between steps), or its heartbeat is
+    stale. Trials without an owner (other tools) count as alive unless stale."""
+    import socket
+
+    if trial._trial_id in stale:
+        return True
+    host, _, rest = str(trial.system_attrs.get(OWNER_ATTR, "")).partition(" ")
+    pid, _, start = rest.partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    from jaxmu.io import pid_alive
+
+    return (int(pid) == os.getpid() or not pid_alive(int(pid))
+            or bool(start) and _start_time(int(pid)) != start)
+
+
+class _NoReplay(Exception):
+    """The stored trials are not a lone worker's: sample on the database instead."""
+
+
+@dataclasses.dataclass
+class _Member:
+    shadow: Any  # the in-memory trial
+    hparams: dict[str, Any]
+    trial_id: int | None = None  # the stored trial, once created (or adopted)
+    done: bool = False
+
+
+class _Replay:
+    """The draws of a lone, uninterrupted worker for a study that may have been killed.
+
+    Trials are drawn in an in-memory *shadow* study with :func:`study_sampler`, then
+    created in the database fully formed (RUNNING, with their parameters, owner and batch)
+    in one write. At the first step and after any error the shadow is rebuilt from the
+    database: its complete trials (and the unfinished batch, if any) are asked again from
+    a fresh sampler in order, checked to get the stored parameters, and told the stored
+    values. A trial left RUNNING by a killed worker is resumed under its own number with its
+    parameters (a batch is re-run whole, so vmapped trials see the same batch), so the
+    study's trials, their numbers and everything selected from them are those of an
+    uninterrupted run.
+    """
+
+    def __init__(self, study, seed, population_size, suggest, batch, n_trials):
+        self.study, self.seed, self.population_size = study, seed, population_size
+        self.suggest, self.batch, self.n_trials = suggest, batch, n_trials
+        self.active = True
+        self.shadow = None
+        self.known: set[int] = set()
+        self.pending: list[_Member] | None = None
+        self.first = 0  # shadow index of the pending batch's first trial
+
+    def stop(self, why: str) -> None:
+        self.active = False
+        warnings.warn(f"study {self.study.study_name}: {why}, so its next trials are drawn "
+                      "with per-trial seeds (not replayed as a lone worker's; see run_study)",
+                      stacklevel=3)
+
+    def _shadow_ask(self, shadow) -> _Member:
+        t = shadow.ask()
+        return _Member(t, self.suggest(t))
+
+    def rebuild(self) -> None:
+        """The shadow and the unfinished batch from the database (:class:`_NoReplay`: not a
+        lone worker's trials)."""
+        import optuna
+
+        state = optuna.trial.TrialState
+        storage = self.study._storage
+        trials = self.study.get_trials(deepcopy=False)
+        stale: set[int] = set()
+        get_stale = getattr(storage, "_get_stale_trial_ids", None)
+        if (get_stale is not None
+                and getattr(storage, "get_heartbeat_interval", lambda: None)() is not None
+                and any(t.state == state.RUNNING for t in trials)):
+            stale = set(get_stale(self.study._study_id))
+        for t in trials:
+            if t.state == state.RUNNING and not _dead_owner(t, stale):
+                raise _NoReplay(f"trial {t.number} is running in another worker")
+            if t.state == state.WAITING:
+                raise _NoReplay(f"trial {t.number} is queued")
+        shadow = optuna.create_study(directions=["minimize"] * len(OBJECTIVE_NAMES),
+                                     sampler=study_sampler(self.seed, self.population_size))
+        seq = [t for t in trials if t.state in (state.COMPLETE, state.RUNNING)]
+        index, k, pending = 0, 0, None
+
+        def batch_of(t) -> tuple[int, int]:
+            first, size = t.system_attrs.get(BATCH_ATTR) or (
+                index, min(self.batch, max(self.n_trials - index, 1)))
+            return int(first), int(size)
+
+        while k < len(seq):
+            first, size = batch_of(seq[k])
+            if first != index or pending is not None:
+                raise _NoReplay(f"trial {seq[k].number} is out of a lone worker's order")
+            group = []
+            while k < len(seq) and len(group) < size and batch_of(seq[k]) == (first, size):
+                group.append(seq[k])
+                k += 1
+            members = [self._shadow_ask(shadow) for _ in range(size)]
+            for m, t in zip(members, group, strict=False):  # may lack trials never created
+                if m.shadow.params != t.params:
+                    raise _NoReplay(f"trial {t.number} is not the one a lone worker draws")
+                m.trial_id = t._trial_id
+            states = [t.state for t in group]
+            n_done = states.count(state.COMPLETE)
+            if states[:n_done] != [state.COMPLETE] * n_done:
+                t = group[states.index(state.RUNNING)]
+                raise _NoReplay(f"trial {t.number} is out of a lone worker's order")
+            for m, t in zip(members[:n_done], group, strict=False):
+                shadow.tell(m.shadow, t.values)
+                m.done = True
+            if n_done < size:
+                pending = members
+                self.first = index
+            index += size
+        self.shadow, self.pending = shadow, pending
+        self.known = {t._trial_id for t in trials}
+
+    def _create(self, m: _Member, first: int, size: int) -> int:
+        import optuna
+
+        shadow = m.shadow.study._storage.get_trial(m.shadow._trial_id)
+        attrs = {k: v for k, v in shadow.system_attrs.items() if k.endswith(":generation")}
+        template = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING, params=shadow.params,
+            distributions=shadow.distributions,
+            system_attrs={**attrs, OWNER_ATTR: _owner(), BATCH_ATTR: [first, size]})
+        return self.study._storage.create_new_trial(self.study._study_id,
+                                                    template_trial=template)
+
+    def step(self, n_complete: int, run: Callable, callbacks: Sequence[Callable]) -> bool:
+        """Runs the next batch (or the unfinished one); ``False``: replay is off, sample on
+        the database."""
+        import optuna
+
+        if not self.active:
+            return False
+        storage = self.study._storage
+        try:
+            if self.shadow is None:
+                self.rebuild()
+            trials = self.study.get_trials(deepcopy=False)
+            foreign = [t for t in trials if t._trial_id not in self.known]
+            if foreign:
+                raise _NoReplay(f"another worker added trial {foreign[0].number}")
+            if self.pending is None:
+                size = min(self.batch, self.n_trials - n_complete)
+                self.first = len(self.shadow.get_trials(deepcopy=False))
+                self.pending = [self._shadow_ask(self.shadow) for _ in range(size)]
+            expected = len(trials)
+            for m in self.pending:
+                if m.trial_id is None:
+                    m.trial_id = self._create(m, self.first, len(self.pending))
+                    self.known.add(m.trial_id)
+                    if storage.get_trial_number_from_id(m.trial_id) != expected:
+                        for o in self.pending:  # never run: another worker draws now
+                            if o.trial_id is not None and not o.done:
+                                storage.set_trial_state_values(
+                                    o.trial_id, optuna.trial.TrialState.FAIL)
+                        raise _NoReplay("another worker added a trial")
+                    expected += 1
+        except _NoReplay as e:
+            self.stop(str(e))
+            return False
+        except BaseException:
+            self.shadow = None  # rebuilt from the database at the next step
+            raise
+        try:
+            todo = [m for m in self.pending if not m.done]
+            with _Heartbeat(storage, [m.trial_id for m in todo]):
+                results = run([m.hparams for m in self.pending])
+            for m, res in zip(self.pending, results, strict=True):
+                if m.done:
+                    continue
+                trial = optuna.Trial(self.study, m.trial_id)
+                values = _record(trial, res)
+                frozen = self.study.tell(trial, values)
+                self.shadow.tell(m.shadow, values)
+                m.done = True
+                for cb in callbacks:
+                    cb(self.study, frozen)
+        except BaseException:
+            self.shadow = None
+            raise
+        self.pending = None
+        return True
+
+
 def study_name(task_name: str, method_name: str, seed: int, clean: bool = False) -> str:
     return f"{task_name}-{method_name}-seed{seed}" + ("-clean" if clean else "")
 
@@ -576,11 +793,28 @@ def run_study(
     the study holds ``n_trials`` complete ones. Selection uses the first ``n_trials``
     complete trials by number (as the reference), so trials beyond them never change it;
     with concurrent workers, which trials those are depends on completion order, so run
-    the selection after every worker has returned. Each worker samples with
-    :func:`study_sampler`: a lone, uninterrupted worker reproduces
-    ``NSGAIIISampler(seed=task.seed)`` exactly, while a second or resumed worker draws
-    trial ``n`` from a stream seeded by ``(task.seed, n)``, so workers do not repeat each
-    other's random trials.
+    the selection after every worker has returned.
+
+    Resume by replay: a lone worker draws its trials from an in-memory copy of the study
+    with :func:`study_sampler` (``NSGAIIISampler(seed=task.seed)`` there) and creates each
+    in the database fully formed, with its parameters, its worker (host, pid) and its batch.
+    At each (re)start, and after a lost database, that copy is rebuilt by asking the stored
+    trials again from a fresh sampler, in their order and batches, checking that it draws
+    the stored parameters, and telling it the stored values. A trial left RUNNING by a
+    worker that is gone (killed, Ctrl-C, a lost database) is then run again under its own
+    number with its parameters (a batch is re-run whole, so vmapped trials see the same
+    batch), without waiting for its heartbeat to go stale. A study killed and resumed any
+    number of times therefore ends with the trials (numbers, parameters, values) of one
+    uninterrupted run, bitwise, and so with its selection; an uninterrupted study is
+    bitwise the one of Optuna's sampler, so published studies are reproduced.
+
+    A worker that cannot replay samples on the database with :func:`study_sampler` (trial
+    ``n`` from a stream seeded by ``(task.seed, n)``, so workers do not repeat each other's
+    random trials) and says why in one warning: another worker is running trials of the
+    study (a RUNNING trial of a live process, of another host with a live heartbeat, or
+    another worker's new trial seen mid-study), trials are queued (``enqueue_trial``, or
+    heartbeat retries), or the stored trials are not the ones a lone worker draws (several
+    workers, another sampler or seed).
 
     Args:
         task: O, R and the splits of one model seed.
@@ -592,17 +826,18 @@ def run_study(
         fast_compile: compile trial programs with :data:`FAST_COMPILE`.
         population_size: NSGA-III generation size (Optuna's default 50).
         batch: trials asked at once and evaluated together (:func:`run_trials`: those
-            sharing a structural setting run as one vmapped population). Killed batches
-            are detected by heartbeats and retried like single trials. 1 (default) is the
-            reference's one-trial-at-a-time loop.
+            sharing a structural setting run as one vmapped population). A killed batch
+            is re-run whole by the next start (or, with concurrent workers, detected by
+            heartbeats and retried). 1 (default) is the reference's one-trial-at-a-time
+            loop.
         callbacks: Optuna callbacks ``f(study, frozen_trial)`` after each trial.
         progress: show a progress bar.
         storage_retries, storage_backoff_s: when the database becomes unreachable
             mid-study (a lost connection, a lock held too long), the step that failed
             (one trial, or one batch) is retried this many times after pauses of
             ``storage_backoff_s * 2**k`` seconds (default 6 over about a minute); a trial
-            cut off there stays RUNNING and is retried through its heartbeat like a killed
-            one.
+            cut off there stays RUNNING and is resumed by the retried step or the rerun,
+            like a killed one.
 
     Returns:
         The ``optuna.Study``.
@@ -614,8 +849,8 @@ def run_study(
 
     References:
         methods-spec.md §4.2 (NSGAIIISampler(seed=model_seed), four minimised objectives,
-        SQLite storage, 100 trials per seed); the per-trial seeds of extra workers are
-        this library's (the reference runs one worker per study).
+        SQLite storage, 100 trials per seed); resume by replay and the per-trial seeds of
+        extra workers are this library's (the reference runs one worker per study).
     """
     import optuna
 
@@ -653,7 +888,22 @@ def run_study(
                    initial=min(n_complete(), n_trials))
     definition = get_method(method_name).definition
 
+    def suggest(trial) -> dict[str, Any]:
+        return suggest_hparams(definition, trial, task.e_max, clean=clean)
+
+    def run(hps: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+        if batch > 1:
+            return run_trials(task, method_name, hps, width=batch, fast_compile=fast_compile)
+        try:  # the objective's semantics (make_objective)
+            return [run_trial(task, method_name, hps[0], fast_compile=fast_compile)]
+        except Exception as e:  # noqa: BLE001
+            return [e]
+
+    replay = _Replay(study, task.seed, population_size, suggest, batch, n_trials)
+
     def step(n: int) -> None:
+        if replay.step(n, run, callbacks):
+            return
         if batch == 1:
             study.optimize(objective, n_trials=1, callbacks=list(callbacks))
             return

@@ -149,6 +149,18 @@ def complete_trials(db: Path) -> dict[tuple[str, int], tuple]:
     return out
 
 
+def running_trials(db: Path) -> int:
+    """How many trials of an Optuna SQLite file are RUNNING (cut off by a kill)."""
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        try:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'"
+                               ).fetchone()[0]
+        except sqlite3.OperationalError:  # killed before Optuna created its tables
+            return 0
+
+
 @dataclass
 class Soak:
     """One soak of a CLI command; see the module docstring.
@@ -173,6 +185,7 @@ class Soak:
     shared_xla: bool = False
     ref_xla: Path | None = None
     kills: int = 0
+    in_trial: int = 0  # kills that left a study trial RUNNING
     rounds: int = 0
     episodes: int = 0
     checked: dict[str, int] = field(default_factory=dict)
@@ -241,6 +254,7 @@ class Soak:
                     self.kills += 1
                     self._check(cwd)
                     if self.db:
+                        self.in_trial += bool(running_trials(cwd / self.db))
                         now = complete_trials(cwd / self.db)
                         lost = {k: v for k, v in seen.items() if now.get(k) != v}
                         assert not lost, f"a kill lost or changed complete trials: {lost}"

@@ -6,15 +6,15 @@ rerun, they end with the results of an uninterrupted run and never a half-writte
   and populations resume from their epoch checkpoints, finished populations' logits come
   from the population store; unlearning runs cut off by a kill are redone. U-LiRA (4 shadow
   originals, 1 forget set each) is soaked the same way in the slow set.
-* Study: one method, 2 Optuna trials, 1 search seed, 1 final seed, report included.
+* Study: one method, 2 Optuna trials, 1 search seed, 1 final seed, report included (and,
+  in the slow set, 6 trials over two NSGA-III generations of 4, so that more kills land in
+  the search).
   Completed trials must never be lost or changed by a kill. A kill inside a trial leaves it
-  RUNNING, and a resumed study samples its new trials with seeds of their own
-  (:func:`jaxmu.sweep.study_sampler`), so its trials can differ from an uninterrupted
-  study's. Hence: when the soaked study holds the uninterrupted study's trials, every result
-  file must equal the uninterrupted run's; otherwise they must equal those of an
-  uninterrupted run from the soaked study's database (the same trials): everything after
-  the search (O and R, the selection, final runs, ranking, report data) is as if never
-  killed.
+  RUNNING; the restarted study rebuilds its sampler by replaying the stored trials and
+  resumes that trial under its number with its parameters (:func:`jaxmu.sweep.run_study`),
+  so every episode must end with the uninterrupted study's trials (numbers, parameters,
+  values) and every result file equal to the uninterrupted run's: the selection, final
+  runs, ranking and report data are as if never killed.
 
 The default run soaks the library path at its smallest (``_soak_api_worker.py``: 96
 digits, 2 kills each, the XLA cache shared with the reference, about 70 s of CPU); the slow
@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from _kill_soak import Soak, api, cli, complete_trials, copy_db, results
+from _kill_soak import Soak, api, cli, complete_trials, results
 
 COMMON = ["--epochs", "2", "--no-mia", "--method", "ft", "--hp", "epochs=1"]
 CLI = {
@@ -37,17 +37,12 @@ CLI = {
     "ulira": cli(*COMMON, "--eval", "ulira", "--shadows", "4", "--forget-sets", "1"),
     "study": cli("--epochs", "2", "--no-mia", "--benchmark", "--methods", "ft", "--trials",
                  "2", "--search-seeds", "1", "--seeds", "1", "--population-size", "4"),
+    # 6 trials over two NSGA-III generations: more of the run is the search.
+    "search": cli("--epochs", "2", "--no-mia", "--benchmark", "--methods", "ft", "--trials",
+                  "6", "--search-seeds", "1", "--seeds", "1", "--population-size", "4"),
 }
 CLI_DB = "out/digits/benchmark-mlp/study.db"
 API_DB = "out/study/study.db"
-
-
-def _trial_points(trials: dict) -> dict:
-    """Per study, the parameters and values of its complete trials in number order."""
-    out: dict = {}
-    for (study, _), pv in sorted(trials.items()):
-        out.setdefault(study, []).append(pv)
-    return out
 
 
 def unlearning_soak(tmp_path, cmd: list[str], kills: int, seed: int, shared_xla: bool,
@@ -64,26 +59,17 @@ def unlearning_soak(tmp_path, cmd: list[str], kills: int, seed: int, shared_xla:
 
 
 def study_soak(tmp_path, cmd: list[str], db: str, kills: int, seed: int, shared_xla: bool,
-               ref_xla=None) -> tuple[Soak, int]:
-    """The soak and how many episodes' searches kept the uninterrupted trials."""
+               ref_xla=None) -> Soak:
     soak = Soak(cmd, tmp_path, db=db, shared_xla=shared_xla, ref_xla=ref_xla)
     ref, window = soak.reference("ref")
-    want, want_trials = results(ref / "out"), _trial_points(complete_trials(ref / db))
+    want, want_trials = results(ref / "out"), complete_trials(ref / db)
     assert {"best_hparams.json", "study.json", "report.md"} <= {k.split("/")[-1] for k in want}
     rng = random.Random(seed)
-    same = 0
     while soak.kills < kills:
         done = soak.episode(rng, window, kills)
-        trials = _trial_points(complete_trials(done / db))
-        assert set(trials) == set(want_trials)
-        assert all(len(v) >= 2 for v in trials.values())  # 2 trials per study, none lost
-        if trials == want_trials:
-            same += 1
-            assert results(done / "out") == want
-        else:
-            again, _ = soak.reference(f"ref-{soak.episodes}", copy_db(done, db))
-            assert results(done / "out") == results(again / "out")
-    return soak, same
+        assert complete_trials(done / db) == want_trials  # numbers, parameters, values
+        assert results(done / "out") == want  # bitwise, timings and provenance aside
+    return soak
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +85,11 @@ def test_a_few_kills_of_an_unlearning_population(tmp_path, xla):
 
 
 def test_a_few_kills_of_a_study(tmp_path, xla):
-    soak, _ = study_soak(tmp_path, api("study"), API_DB, kills=2, seed=0, shared_xla=True,
-                         ref_xla=xla)
+    soak = study_soak(tmp_path, api("study"), API_DB, kills=2, seed=0, shared_xla=True,
+                      ref_xla=xla)
     assert soak.kills == 2 and soak.checked["steps"] > 0
+    print(f"study: {soak.kills} kills ({soak.in_trial} inside a trial), {soak.rounds} runs, "
+          f"{soak.episodes} episodes")
 
 
 @pytest.mark.slow
@@ -113,9 +101,10 @@ def test_twenty_kills_of_an_unlearning_population_cli(tmp_path, kind):
 
 
 @pytest.mark.slow
-def test_twenty_kills_of_a_study_cli(tmp_path):
-    soak, same = study_soak(tmp_path, CLI["study"], CLI_DB, kills=20, seed=1,
-                            shared_xla=False)
-    print(f"study: {soak.kills} kills, {soak.rounds} runs, {soak.episodes} episodes "
-          f"({same} with the uninterrupted trials), checked {soak.checked}, report "
+@pytest.mark.parametrize("kind", ["study", "search"])
+def test_twenty_kills_of_a_study_cli(tmp_path, kind):
+    soak = study_soak(tmp_path, CLI[kind], CLI_DB, kills=20, seed=1, shared_xla=False)
+    print(f"{kind}: {soak.kills} kills ({soak.in_trial} inside a trial), {soak.rounds} runs, "
+          f"{soak.episodes} episodes, all "
+          f"with the uninterrupted trials and results, checked {soak.checked}, report "
           f"temporaries left {soak.report_temporaries_left}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from _sweep_task import MODEL, RECIPE, splits, task
 from jaxmu.methods import get_method
 from jaxmu.sweep import (
     FAST_COMPILE,
+    best_hparams,
     completed,
     dynamic_names,
     open_storage,
@@ -172,27 +174,38 @@ def test_workers_opening_a_fresh_database_at_once_all_succeed(tmp_path):
         assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(db))] == ["s"]
 
 
-def test_study_resumes_after_kills_without_losing_or_repeating_trials(tmp_path):
+def _stored(study):
+    """Every trial of ``study``: ``(number, state, params, values)``."""
+    return [(t.number, t.state.name, t.params, t.values) for t in study.trials]
+
+
+def test_study_resumes_after_kills_as_if_never_killed(tmp_path):
+    # Killed inside its 3rd trial, then right after its 4th complete trial was stored,
+    # then inside the first trial of that restart (trial 4, the first of NSGA-III's second
+    # generation); restarted at once each time (no wait for heartbeats to go stale).
     db, cache = tmp_path / "study.db", tmp_path / "cache"
-    p = _worker(db, cache, 5, "kill-in-trial-3")  # killed inside its 3rd trial
-    p.communicate(timeout=600)
-    assert p.returncode == -9
-    first = {t.number: (t.params, t.values) for t in completed(_load(db))}
-    assert sorted(first) == [0, 1]
-    time.sleep(3)  # the dead trial's heartbeat expires (grace 2 s)
-    p = _worker(db, cache, 5)
+    whole = run_study(task(0, cache), "ft", n_trials=6, storage=tmp_path / "whole.db",
+                      population_size=4)  # uninterrupted, in this process
+    want = _stored(whole)
+    for mode, n_done in (("kill-in-trial-3", 2), ("4", 4), ("kill-in-trial-1", 4)):
+        p = _worker(db, cache, 6, mode)
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == -9, out.decode()[-2000:]
+        got = _stored(_load(db))
+        assert [t[0] for t in got if t[1] == "COMPLETE"] == list(range(n_done))
+        assert got[:n_done] == want[:n_done]  # complete trials are never changed
+    p = _worker(db, cache, 6)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out.decode()[-2000:]
+    assert "warning" not in out.decode().lower()
     study = _load(db)
-    done = completed(study)
-    assert len(done) == 5
-    # Trials completed before the kills are kept unchanged, never re-run.
-    assert {n: (t.params, t.values) for t in done for n in [t.number] if n in first} == first
-    # The trial killed mid-run was marked failed and retried with the same parameters.
-    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(failed) == 1
-    retried = [t for t in done if t.system_attrs.get("failed_trial") == failed[0].number]
-    assert len(retried) == 1 and retried[0].params == failed[0].params
+    # Each killed trial was resumed under its number with its parameters: the same trials,
+    # numbers and values as the uninterrupted study (bitwise), nothing failed or repeated,
+    # and the same selection.
+    assert _stored(study) == want
+    best = [best_hparams([(s, 0)], 6) for s in (study, whole)]
+    assert [{k: v for k, v in b.items() if k != "user_attrs"} for b in best] == [
+        {k: v for k, v in best[1].items() if k != "user_attrs"}] * 2  # timings aside
 
 
 def test_run_trials_vmaps_a_structural_group_like_single_trials(tiny_task):
@@ -226,22 +239,18 @@ def test_batched_study(tmp_path, tiny_task):
 @pytest.mark.slow
 def test_batched_study_resumes_after_a_kill_mid_batch(tmp_path):
     db, cache = tmp_path / "study.db", tmp_path / "cache"
+    whole = run_study(task(0, cache), "ft", n_trials=6, storage=tmp_path / "whole.db",
+                      population_size=4, batch=3)
     p = _worker(db, cache, 6, "kill-in-batch-2", batch=3)  # dies inside its 2nd batch
     p.communicate(timeout=600)
     assert p.returncode == -9
-    first = {t.number: t.params for t in completed(_load(db))}
-    assert sorted(first) == [0, 1, 2]
-    time.sleep(3)
+    first = _stored(_load(db))
+    assert [t[1] for t in first] == ["COMPLETE"] * 3 + ["RUNNING"] * 3
     p = _worker(db, cache, 6, batch=3)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out.decode()[-2000:]
-    study = _load(db)
-    done = completed(study)
-    assert len(done) >= 6 and {t.number: t.params for t in done if t.number in first} == first
-    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(failed) == 3  # the killed batch
-    retried = {t.system_attrs.get("failed_trial") for t in done}
-    assert {t.number for t in failed} <= retried
+    # The killed batch was re-run whole under its numbers: the uninterrupted trials.
+    assert _stored(_load(db)) == _stored(whole)
 
 
 # --- Sampler seeds of several workers -------------------------------------------------------
@@ -340,6 +349,78 @@ def test_a_resumed_worker_draws_new_points_reproducibly(tmp_path, fake_trials):
     # The first three are the lone worker's draws.
     whole = _points(run_study(FAKE_TASK, "ft", n_trials=3, storage=tmp_path / "one.db"))
     assert runs[0][:3] == whole
+
+
+class _Interrupt(BaseException):
+    """SIGKILL in-process: nothing catches it and the trial it cuts off stays RUNNING."""
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_an_interrupted_study_resumes_as_if_never_interrupted(tmp_path, fake_trials,
+                                                             monkeypatch, batch):
+    from jaxmu.sweep import _study
+
+    whole = _stored(run_study(FAKE_TASK, "scrub", n_trials=10, storage=tmp_path / "w.db",
+                              population_size=4, batch=batch))
+    calls = {"n": 0, "at": 0}
+
+    def counted(f):
+        def g(*a, **kw):
+            calls["n"] += 1
+            if calls["n"] == calls["at"]:
+                raise _Interrupt
+            return f(*a, **kw)
+        return g
+
+    monkeypatch.setattr(_study, "run_trial", counted(_study.run_trial))
+    monkeypatch.setattr(_study, "run_trials", counted(_study.run_trials))
+    db = tmp_path / "cut.db"
+    # Cut inside the first evaluation of a run (the very first trial, a trial in the second
+    # generation, ...) or right after the k-th complete trial was stored (between trials;
+    # with batch 3, in the middle of storing a batch).
+    for at, after in ((1, 0), (0, 4), (2, 0), (0, 8), (1, 0), (0, 9)):
+        calls.update(n=0, at=at)
+
+        def cut(study, trial, k=after):
+            if len(completed(study)) == k:
+                raise _Interrupt
+
+        with pytest.raises(_Interrupt):
+            run_study(FAKE_TASK, "scrub", n_trials=10, storage=db, population_size=4,
+                      batch=batch, callbacks=[cut])
+    calls.update(n=0, at=0)
+    study = run_study(FAKE_TASK, "scrub", n_trials=10, storage=db, population_size=4,
+                      batch=batch)
+    assert _stored(study) == whole  # numbers, states, parameters and values
+
+
+def test_a_study_another_worker_is_running_is_not_replayed(tmp_path, fake_trials):
+    import socket
+
+    from jaxmu.sweep._study import OWNER_ATTR
+
+    db = tmp_path / "s.db"
+    lone = _points(run_study(FAKE_TASK, "ft", n_trials=5, storage=tmp_path / "lone.db"))
+    study = run_study(FAKE_TASK, "ft", n_trials=2, storage=db)
+    # A trial that a live worker (this process's parent) is running.
+    study._storage.create_new_trial(study._study_id, template_trial=optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING,
+        system_attrs={OWNER_ATTR: f"{socket.gethostname()} {os.getppid()} "}))
+    with pytest.warns(UserWarning, match="trial 2 is running in another worker.*per-trial"):
+        study = run_study(FAKE_TASK, "ft", n_trials=5, storage=db)
+    points = _points(study)
+    assert points[:2] == lone[:2] and len(set(points)) == 5
+    assert not set(points[2:]) & set(lone)  # trials 3-5: streams seeded (0, n)
+
+
+def test_trials_a_lone_worker_would_not_draw_are_not_replayed(tmp_path, fake_trials):
+    import dataclasses
+
+    db = tmp_path / "s.db"
+    run_study(dataclasses.replace(FAKE_TASK, seed=1), "ft", n_trials=2, storage=db, name="x")
+    with pytest.warns(UserWarning, match="trial 0 is not the one a lone worker draws"):
+        study = run_study(FAKE_TASK, "ft", n_trials=4, storage=db, name="x")
+    assert len(completed(study)) == 4
 
 
 def _interleave(storage, samplers, n):
