@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-AUDIT_EVALS = ("klom", "rmia", "relearn", "shadow-curve", "all")
+from jaxmu._names import AUDIT_EVALS  # jax-free
 
 
 class AuditUsageError(ValueError):
@@ -46,11 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config(a: argparse.Namespace) -> Any:
-    """The :class:`jaxmu.audits.AuditConfig` of the parsed options.
+    """The :class:`jaxmu.audits.AuditConfig` of the parsed options (None unless ``--eval``
+    is an audit).
 
     Raises:
         AuditUsageError: an option out of range (one line).
     """
+    if a.eval not in AUDIT_EVALS:
+        return None
     from jaxmu.audits import AuditConfig, RelearnConfig
 
     try:
@@ -77,17 +80,10 @@ def _eval_every(steps: int) -> int:
 
 
 def flags(a: argparse.Namespace) -> str:
-    """The options of ``--eval <audit>`` that fix :func:`config` (besides the setting's
-    ``--forget-fraction``), every one spelled out: appended to a single-method command they
-    reproduce that method's audits of a ``--benchmark`` study."""
-    out = [f"--eval {a.eval}", f"--shadows {a.shadows}", f"--forget-sets {a.forget_sets}",
-           f"--seed {a.seed}"]
-    if a.targets is not None:
-        out.append(f"--targets {a.targets}")
-    out.append(f"--bootstrap {a.bootstrap}")
-    if a.rmia_offline:
-        out.append("--rmia-offline")
-    out += [f"--rmia-a {a.rmia_a}", f"--relearn-variant {a.relearn_variant}",
-            f"--relearn-steps {a.relearn_steps}", f"--relearn-lr {a.relearn_lr}",
-            f"--relearn-runs {a.relearn_runs}", f"--shadow-draws {a.shadow_draws}"]
-    return " ".join(out)
+    """The options of ``--eval <audit>`` that fix :func:`config`
+    (:meth:`jaxmu.experiment.Evaluation.audit_flags`): appended to a single-method command
+    they reproduce that method's audits of a ``--benchmark`` study."""
+    from jaxmu.experiment import Evaluation
+
+    return Evaluation(a.eval, shadows=a.shadows, forget_sets=a.forget_sets,
+                      audit=config(a)).audit_flags()

@@ -1,11 +1,8 @@
-"""The shared experiment CLI: argparse -> :class:`jaxmu.experiment.Task` -> library call ->
-printer. Each dataset module (``experiments.digits``, ...) calls :func:`main`; the per-dataset
-defaults are data (:data:`jaxmu.data.DATASET_DEFAULTS`). Bad arguments, missing data and
-faults of the environment (:class:`jaxmu.io.IOFault`) exit 2 with one line on stderr; Ctrl-C
-exits 130 (rerunning resumes, docs/reliability.md). MIAs that could not run are missing from
-the metrics ("–" in the table) with their reasons under ``"warnings"``; a method that
-degenerates on the model gets one ``warning:`` line first and its reason under
-``"degenerate"``.
+"""The shared experiment CLI: argparse -> :class:`jaxmu.experiment.Plan` (the library checks
+the options) -> library call -> printer. Each dataset module (``experiments.digits``, ...)
+calls :func:`main`; the per-dataset defaults are data (:data:`jaxmu.data.DATASET_DEFAULTS`).
+Bad arguments, missing data and faults of the environment (:class:`jaxmu.io.IOFault`) exit
+2 with one line on stderr; Ctrl-C exits 130 (rerunning resumes, docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -16,8 +13,8 @@ import os
 import sys
 
 from experiments import _audit_cli
-from jaxmu._argparse import ArgumentParser, one_line_cache_warnings
-from jaxmu._names import DATASET_DEFAULTS, MODEL_VARIANTS, MODELS, SCENARIOS  # jax-free
+from jaxmu._argparse import ArgumentParser
+from jaxmu._names import DATASET_DEFAULTS, EVALS, MODEL_VARIANTS, MODELS, SCENARIOS, STRATEGIES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 MISSING = "–"  # en dash: a metric that is not in the record (jaxmu.experiment.MISSING)
@@ -65,7 +62,7 @@ def build_parser(dataset: str) -> ArgumentParser:
       "CACHE_DIR/xla (on by default; env JAXMU_COMPILE_CACHE=0 turns it off, =DIR moves it)")
     a("--no-mia", action="store_true",
       help="skip the classifier and feature MIAs (the loss MIA always runs)")
-    a("--eval", default="single", choices=("single", "fscore", "ulira", *_audit_cli.AUDIT_EVALS),
+    a("--eval", default="single", choices=EVALS,
       help="single model (default), competition F-score, U-LiRA, or an audit on one cached "
       "population: klom, rmia (RMIA and U-RMIA), relearn, shadow-curve, all (U-LiRA and every "
       "audit); with --benchmark, U-LiRA or the audits of every method")
@@ -78,7 +75,7 @@ def build_parser(dataset: str) -> ArgumentParser:
     a("--ulira-variant", default="online", choices=("online", "offline"), help="--eval ulira: "
       "likelihood ratio of both worlds (online, default) or a one-sided test against the "
       "never-seen world (offline)")
-    a("--strategy", default="auto", choices=("auto", "vmap", "chunked", "sequential", "sharded"),
+    a("--strategy", default="auto", choices=STRATEGIES,
       help="population strategy (results do not depend on it)")
     a("--chunk", type=int, default=None, help="models per chunk (chunked)")
     a("--quiet", action="store_true", help="no progress bars")
@@ -119,48 +116,31 @@ def _list(text: str | None) -> list[str]:
 
 
 def _prepare(a: argparse.Namespace, dataset: str):
-    """The options as library objects (Task, Evaluation, Scenario, method), every check done
-    before anything trains or is written; a bad value raises :class:`UsageError`."""
-    from jaxmu.experiment import Evaluation, Scenario, Task, as_method
+    """The options as a :class:`jaxmu.experiment.Plan` (checked by the library) with its task
+    loaded, before anything trains or is written; a bad value raises :class:`UsageError`."""
+    from jaxmu.experiment import Evaluation, Plan, Scenario, Study, Task
     from jaxmu.methods import parse_hp
 
-    scenario = a.deletion_ratios is not None or a.sequential_requests is not None
-    for bad, msg in ((scenario and (a.benchmark or a.eval != "single"),
-                      "deletion scenarios cannot be combined with --benchmark or --eval"),
-                     (a.deletion_ratios is not None and a.forget_scenario != "random",
-                      "--deletion-ratios needs --forget-scenario random"),
-                     (a.benchmark and a.eval == "fscore", "--benchmark takes --eval ulira or "
-                      "an audit (klom, rmia, relearn, shadow-curve, all) of every method, not "
-                      "--eval fscore"),
-                     (a.benchmark and (a.ulira_flip or a.ulira_variant != "online"),
-                      "--ulira-flip and --ulira-variant apply to --eval of one method; "
-                      "--benchmark uses the defaults (online, no flip)"),
-                     *((a.benchmark and getattr(a, n) < 1, f"--{n.replace('_', '-')} must be "
-                        f">= 1, got {getattr(a, n)}") for n in ("trials", "search_seeds",
-                       "seeds", "population_size", "trial_batch"))):
-        if bad:
-            raise UsageError(msg)
     try:
-        audit = _audit_cli.config(a) if a.eval in _audit_cli.AUDIT_EVALS else None
-        ev = Evaluation(a.eval, a.models, a.shadows, a.forget_sets, a.ulira_flip,
-                        a.ulira_variant, a.strategy, a.chunk, audit)
         hp = parse_hp(a.hp)
-        method = as_method(a.method, hp)
-        for m in _list(a.methods) if a.benchmark else ():
-            as_method(m)
+        ev = Evaluation(a.eval, a.models, a.shadows, a.forget_sets, a.ulira_flip,
+                        a.ulira_variant, a.strategy, a.chunk, _audit_cli.config(a))
         ratios = None if a.deletion_ratios is None else tuple(
             float(x) for x in _list(a.deletion_ratios))
-        sc = Scenario(tuple(_list(a.compare_methods) or dict.fromkeys([a.method, "sisa"])),
-                      ratios, a.sequential_requests, a.request_size, a.sisa_shards, a.method,
-                      hp) if scenario else None
+        sc = None if ratios is None and a.sequential_requests is None else Scenario(
+            tuple(_list(a.compare_methods) or dict.fromkeys([a.method, "sisa"])), ratios,
+            a.sequential_requests, a.request_size, a.sisa_shards, a.method, hp)
+        study = Study(tuple(_list(a.methods)), a.trials, a.search_seeds, a.seeds, a.storage,
+                      a.clean, a.population_size, a.trial_batch) if a.benchmark else None
         task = Task(dataset, a.model, a.epochs, a.batch_size, a.lr, None, a.forget_scenario,
                     a.forget_fraction, a.val_fraction, a.split_seed, a.seed, a.data_dir,
-                    a.train_size, a.test_size, None if a.no_cache else (a.cache_dir or None),
+                    a.train_size, a.test_size, None if a.no_cache else a.cache_dir,
                     not a.no_mia, not a.quiet)
+        plan = Plan(task, a.method, hp, ev, sc, study)
         task.load()  # missing data or splits the data cannot hold: one line, exit 2
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return task, ev, sc, method, hp
+    return plan
 
 
 def run(a: argparse.Namespace, dataset: str) -> str:
@@ -168,28 +148,19 @@ def run(a: argparse.Namespace, dataset: str) -> str:
     from jaxmu import experiment
     from jaxmu.sweep import run_task_benchmark
 
-    task, ev, scenario, method, hp = _prepare(a, dataset)
+    p = _prepare(a, dataset)
     config = {k: v for k, v in vars(a).items() if k != "list_methods"}
-    if scenario is not None:
+    if p.scenario is not None:
         try:
-            res = experiment.run_scenario(task, scenario, out=a.out, config=config)
+            res = experiment.run_scenario(p.task, p.scenario, out=a.out, config=config)
         except ValueError as e:
             raise UsageError(str(e)) from None
         return experiment.format_scenario(res)
-    if a.benchmark:
-        audit = a.eval in _audit_cli.AUDIT_EVALS
-        study = run_task_benchmark(
-            task, a.out, methods=_list(a.methods), trials=a.trials, search_seeds=a.search_seeds,
-            seeds=a.seeds, storage=a.storage, clean=a.clean, population_size=a.population_size,
-            trial_batch=a.trial_batch, ulira=a.eval == "ulira", shadows=a.shadows,
-            forget_sets=a.forget_sets, audits=a.eval if audit else None,
-            audit_config=ev.audit, audit_flags=_audit_cli.flags(a) if audit else None,
-            strategy=a.strategy, chunk=a.chunk)
-        return f"report: {study.get('report', '(not written)')}"
-    rec = experiment.run(task, method, hp, evaluation=ev, out=a.out, config=config,
-                         warn=lambda w: print(f"warning: {w}", file=sys.stderr))
-    for note in rec.warnings:
-        print(f"warning: {note}", file=sys.stderr)
+    if p.study is not None:
+        study = run_task_benchmark(p.task, a.out, p.study, p.evaluation)
+        return f"report: {study.report or '(not written)'}"
+    rec = experiment.run(p.task, p.method, p.hparams, evaluation=p.evaluation, out=a.out,
+                         config=config, warn=lambda w: print(f"warning: {w}", file=sys.stderr))
     return experiment.format_run(rec)
 
 
@@ -201,19 +172,17 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         a = parser.parse_args(argv)
     except SystemExit as e:  # --help (0), or a bad argument (2; one line already on stderr)
         return e.code if isinstance(e.code, int) else 2
-    from jaxmu._compile_cache import compile_cache, frozen_gc, resolve_compile_cache
-    from jaxmu.experiment import methods_list, methods_table
-    from jaxmu.io import IOFault, rebuild_corrupt
+    from jaxmu.experiment import methods_list, methods_table, session
+    from jaxmu.io import IOFault
 
     if a.list_methods:
         print(methods_table() if a.list_methods == "markdown" else methods_list())
         return 0
     try:
-        with rebuild_corrupt(not a.no_rebuild), one_line_cache_warnings():
-            xla = resolve_compile_cache(a.cache_dir, disabled=a.no_compile_cache or a.no_cache)
+        with session(a.cache_dir, compile_cache_on=not (a.no_compile_cache or a.no_cache),
+                     rebuild=not a.no_rebuild) as xla:
             a.compile_cache = str(xla) if xla else None  # recorded with the config
-            with compile_cache(xla), frozen_gc():
-                text = run(a, dataset)
+            text = run(a, dataset)
     except (UsageError, IOFault) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,18 @@ MODELS = ("mlp", "small_cnn", "resnet18", "resnet18_cifar", "tinyvit")
 SCENARIOS = ("random", "classwise:<c>[,<c>...]", "red:<size>", "label_skew:<class>")
 """Forget-set scenario strings accepted by :func:`jaxmu.data.scenario_splits`."""
 
+AUDIT_EVALS = ("klom", "rmia", "relearn", "shadow-curve", "all")
+"""The audits an experiment can run on one cached population (``"all"``: every audit and
+U-LiRA): :class:`jaxmu.experiment.Evaluation` kinds."""
+
+EVALS = ("single", "fscore", "ulira", *AUDIT_EVALS)
+"""Every :class:`jaxmu.experiment.Evaluation` kind: one model, the competition F-score,
+U-LiRA, or an audit."""
+
+STRATEGIES = ("auto", "vmap", "chunked", "sequential", "sharded")
+"""How a population of models is trained (:data:`jaxmu.population.STRATEGIES`; results do
+not depend on it)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelVariant:

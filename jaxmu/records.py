@@ -5,17 +5,29 @@ through jaxmu's one codec (:mod:`jaxmu.io`: NaN and +-inf as ``null`` in files) 
 ``to_json``, and reads back with ``from_dict`` / ``from_json``, also from files written by
 earlier versions (bare ``NaN`` tokens, or ``null``): a ``null`` metric is read back as NaN.
 The keys are those the report, the tests and older result files use.
+
+``from_dict`` is also the check of a file's (or a study dict's) shape: a missing key or a
+value of the wrong type raises ``ValueError`` with one line that names it as a path, e.g.
+``study['methods']['msg']['runs'][1]['usable']: expected a bool, got str``
+(:func:`jaxmu.report.validate_study` builds on it). The ``expect_*`` helpers and
+:func:`number_list` are those checks, for other readers of such dicts.
+
+This module sits low in the package (it needs only :mod:`jaxmu.io`), so the report, the
+experiments and the benchmark study all read and write the same records.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxmu.io import dumps, loads, nan_if_none, plain, write_json
+import numpy as np
+
+from jaxmu.io import dumps, loads, plain, to_json, write_json
 
 # The keys of the single-run file (``run``/the CLIs), in order; the population evaluation
 # (``--eval fscore``, ``ulira``, an audit) goes under the key named by ``eval``.
@@ -24,8 +36,106 @@ _RUN_FILE_KEYS = ("experiment", "eval", "method", "hparams", "config", "recipe",
                   "provenance")
 
 
-def _floats(m: Mapping[str, Any] | None) -> dict[str, float]:
-    return {k: nan_if_none(v) for k, v in (m or {}).items()}
+def _type(x: Any) -> str:
+    return type(x).__name__
+
+
+def is_number(x: Any) -> bool:
+    """True for real numbers (Python, NumPy, bool); False for strings, None, arrays."""
+    return isinstance(x, numbers.Real) and not isinstance(x, np.ndarray)
+
+
+def expect_mapping(x: Any, path: str, *, optional: bool = False) -> Mapping | None:
+    """``x`` if it is a mapping with string keys (or None when ``optional``).
+
+    Raises:
+        ValueError: ``PATH: expected a mapping, got T`` / ``PATH: keys must be strings ...``.
+    """
+    if x is None and optional:
+        return None
+    if not isinstance(x, Mapping):
+        raise ValueError(f"{path}: expected a mapping, got {_type(x)}")
+    for k in x:
+        if not isinstance(k, str):
+            raise ValueError(f"{path}: keys must be strings, got {_type(k)} key {k!r}")
+    return x
+
+
+def expect_key(m: Mapping, key: str, path: str) -> Any:
+    """``m[key]``; raises ``ValueError`` ``PATH: missing key 'KEY'`` when absent."""
+    if key not in m:
+        raise ValueError(f"{path}: missing key {key!r}")
+    return m[key]
+
+
+def expect_number(x: Any, path: str, *, optional: bool = True) -> float:
+    """``float(x)`` of a real number; ``None`` (a non-finite number in a file) is NaN when
+    ``optional``.
+
+    Raises:
+        ValueError: ``PATH: expected a number[ or null], got T``.
+    """
+    if x is None and optional:
+        return float("nan")
+    if not is_number(x):
+        raise ValueError(f"{path}: expected a number{' or null' if optional else ''}, "
+                         f"got {_type(x)}")
+    return float(x)
+
+
+def expect_int(x: Any, path: str) -> int:
+    """``int(x)`` of an integer (not a bool); raises ``ValueError`` naming ``path``."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise ValueError(f"{path}: expected an integer, got {_type(x)}")
+    return int(x)
+
+
+def expect_reason(x: Any, path: str) -> str | None:
+    """A degenerate-method reason: None or a string."""
+    if x is not None and not isinstance(x, str):
+        raise ValueError(f"{path}: expected a string (why the method degenerates) or None, "
+                         f"got {_type(x)}")
+    return x
+
+
+def number_list(x: Any, path: str) -> np.ndarray:
+    """A 1-D float64 array from a list/tuple/array of numbers (``None`` entries -> NaN).
+
+    Raises:
+        ValueError: naming ``path`` (or its first bad entry).
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    elif isinstance(x, Sequence) and not isinstance(x, str | bytes):
+        arr = np.asarray([expect_number(v, f"{path}[{i}]") for i, v in enumerate(x)],
+                         dtype=np.float64)
+    else:
+        raise ValueError(f"{path}: expected a list of numbers, got {_type(x)}")
+    if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.number)):
+        raise ValueError(f"{path}: expected a 1-D list of numbers, got shape {arr.shape} "
+                         f"dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _list(x: Any, path: str) -> Sequence:
+    if not isinstance(x, Sequence) or isinstance(x, str | bytes):
+        raise ValueError(f"{path}: expected a list, got {_type(x)}")
+    return x
+
+
+def _floats(m: Mapping[str, Any] | None, path: str) -> dict[str, float]:
+    return {k: expect_number(v, f"{path}[{k!r}]")
+            for k, v in (expect_mapping(m, path, optional=True) or {}).items()}
+
+
+def _interval(x: Any, path: str) -> list[float] | None:
+    """None or ``[low, high]`` (numbers or null)."""
+    if x is None:
+        return None
+    arr = number_list(x, path)
+    if arr.shape != (2,):
+        raise ValueError(f"{path}: expected [low, high], got {len(x)} values")
+    return [float(v) for v in arr]
 
 
 @dataclasses.dataclass
@@ -84,12 +194,33 @@ class RunRecord:
         return plain(d, "record")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RunRecord:
-        """The record of a file's dict (either form; unknown keys are ignored)."""
+    def from_dict(cls, d: Mapping[str, Any], path: str = "run") -> RunRecord:
+        """The record of a file's dict (either form; unknown keys are ignored).
+
+        Required: ``seed`` (an integer) and ``metrics`` (metric -> number or null); a final
+        run (no ``experiment``) also ``usable`` (a bool). ``forget_losses``: numbers.
+
+        Raises:
+            ValueError: one line naming the first missing or bad key under ``path``.
+        """
+        expect_mapping(d, path)
+        seed = expect_int(expect_key(d, "seed", path), f"{path}['seed']")
+        if d.get("experiment") is None and not isinstance(expect_key(d, "usable", path),
+                                                          bool | np.bool_):
+            raise ValueError(f"{path}['usable']: expected a bool, got {_type(d['usable'])}")
+        metrics = _floats(expect_key(d, "metrics", path), f"{path}['metrics']")
         kw = {f.name: d[f.name] for f in dataclasses.fields(cls)
               if f.name in d and f.name not in ("evaluation", "path")}
-        kw["metrics"] = _floats(d.get("metrics"))
-        kw["timings"] = _floats(d.get("timings"))
+        kw.update(method=d.get("method"), seed=seed, metrics=metrics,
+                  timings=_floats(d.get("timings"), f"{path}['timings']"),
+                  hparams=dict(expect_mapping(d.get("hparams"), f"{path}['hparams']",
+                                              optional=True) or {}))
+        if d.get("usable") is not None:
+            kw["usable"] = bool(d["usable"])
+        if d.get("forget_losses") is not None:
+            kw["forget_losses"] = [float(x) for x in number_list(
+                d["forget_losses"], f"{path}['forget_losses']")]
+        expect_reason(d.get("degenerate"), f"{path}['degenerate']")
         ev = d.get("eval")
         if ev not in (None, "single"):
             kw["evaluation"] = d.get(ev)
@@ -134,13 +265,40 @@ class MethodResult:
                       "reference": self.reference, "degenerate": self.degenerate}, "method")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> MethodResult:
-        summary = {m: {**s, "value": nan_if_none(s.get("value"))}
-                   for m, s in (d.get("summary") or {}).items()}
-        return cls(hparams=dict(d.get("hparams") or {}),
-                   runs=[RunRecord.from_dict(r) for r in d.get("runs") or []],
-                   summary=summary, search=d.get("search"),
-                   reference=bool(d.get("reference", False)), degenerate=d.get("degenerate"))
+    def from_dict(cls, d: Mapping[str, Any], path: str = "method") -> MethodResult:
+        """The method of a study dict. Required: ``hparams`` (a mapping), ``search`` (a
+        mapping or None), ``runs`` (final runs, :meth:`RunRecord.from_dict`) and
+        ``summary`` (metric -> ``{"value": number or null, "ci": [low, high] or None,
+        "n": int}``); ``degenerate``: None or a string.
+
+        Raises:
+            ValueError: one line naming the first missing or bad key under ``path``.
+        """
+        expect_mapping(d, path)
+        hparams = dict(expect_mapping(expect_key(d, "hparams", path), f"{path}['hparams']"))
+        search = expect_key(d, "search", path)
+        if expect_mapping(search, f"{path}['search']", optional=True) is not None:
+            for key in ("n_trials", "seed", "trial"):
+                if search.get(key) is not None:
+                    expect_int(search[key], f"{path}['search'][{key!r}]")
+            expect_number(search.get("score"), f"{path}['search']['score']")
+            if search.get("values") is not None:
+                number_list(search["values"], f"{path}['search']['values']")
+        runs = _list(expect_key(d, "runs", path), f"{path}['runs']")
+        runs = [RunRecord.from_dict(r, f"{path}['runs'][{i}]") for i, r in enumerate(runs)]
+        p = f"{path}['summary']"
+        summary = {}
+        for metric, s in expect_mapping(expect_key(d, "summary", path), p).items():
+            q = f"{p}[{metric!r}]"
+            expect_mapping(s, q)
+            summary[metric] = {**s, "value": expect_number(expect_key(s, "value", q),
+                                                            f"{q}['value']")}
+            _interval(s.get("ci"), f"{q}['ci']")
+            if s.get("n") is not None:
+                expect_int(s["n"], f"{q}['n']")
+        return cls(hparams=hparams, runs=runs, summary=summary, search=search,
+                   reference=bool(d.get("reference", False)),
+                   degenerate=expect_reason(d.get("degenerate"), f"{path}['degenerate']"))
 
 
 _STUDY_EXTRAS = ("ranking", "ulira", "audits", "provenance", "timings", "report")
@@ -172,10 +330,33 @@ class StudyRecord:
         return plain(d, "study")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StudyRecord:
-        return cls(dataset=d["dataset"], model=d["model"], config=dict(d.get("config") or {}),
-                   methods={m: MethodResult.from_dict(v) for m, v in d["methods"].items()},
-                   **{k: d.get(k) for k in _STUDY_EXTRAS})
+    def from_dict(cls, d: Mapping[str, Any], path: str = "study") -> StudyRecord:
+        """The study of a dict (``study.json`` parsed, or :meth:`to_dict`). Required:
+        ``dataset`` and ``model`` (non-empty strings), ``config`` (a mapping of JSON
+        values), ``methods`` (a non-empty mapping name -> :meth:`MethodResult.from_dict`);
+        ``provenance``, when present, a mapping of JSON values. The other keys
+        (``ranking``, ``ulira``, ``audits``, ...) are kept as they are.
+
+        Raises:
+            ValueError: one line naming the first missing or bad key under ``path``.
+        """
+        expect_mapping(d, path)
+        for key in ("dataset", "model"):
+            v = expect_key(d, key, path)
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"{path}[{key!r}]: expected a non-empty string, got {v!r}")
+        config = expect_mapping(expect_key(d, "config", path), f"{path}['config']")
+        to_json(config, f"{path}['config']")
+        if d.get("provenance") is not None:
+            to_json(expect_mapping(d["provenance"], f"{path}['provenance']"),
+                    f"{path}['provenance']")
+        methods = expect_mapping(expect_key(d, "methods", path), f"{path}['methods']")
+        if not methods:
+            raise ValueError(f"{path}['methods']: expected at least one method, got none")
+        methods = {m: MethodResult.from_dict(v, f"{path}['methods'][{m!r}]")
+                   for m, v in methods.items()}
+        return cls(dataset=d["dataset"], model=d["model"], config=dict(config),
+                   methods=methods, **{k: d.get(k) for k in _STUDY_EXTRAS})
 
     def to_json(self) -> str:
         return dumps(self.to_dict(), sort_keys=True)

@@ -2,7 +2,9 @@
 
 * :class:`Task` – one setting (dataset, splits, model, O/R recipe, seed, cache); fields
   left None take the dataset's defaults. :class:`Evaluation` – one model or a population
-  (F-score, U-LiRA, audits).
+  (F-score, U-LiRA, audits). :class:`Scenario` – a deletion scenario. :class:`Study` – a
+  benchmark study's options (:func:`jaxmu.sweep.run_task_benchmark`). :class:`Plan` – one
+  invocation (a run, a scenario or a study), checked to combine before anything trains.
 * :func:`run` – train (or load) O and R, run the method, evaluate, optionally judge it on
   a population, write the :class:`RunRecord`. The experiment CLIs, the benchmark study
   (:func:`jaxmu.sweep.final_run` through :func:`run_fitted`) and the scenarios
@@ -11,6 +13,7 @@
   round trip through :mod:`jaxmu.io`'s codec (NaN and +-inf written as ``null``, read back
   as NaN in float fields; older files with ``NaN`` tokens read too).
 * :func:`format_run`, :func:`format_scenario`, :func:`methods_table` – the printed text.
+* :func:`session` – the process settings a run uses (cache rebuild policy, compile cache).
 
 Example::
 
@@ -29,13 +32,11 @@ from jaxmu.experiment._print import (
     methods_table,
     population_summary,
 )
-from jaxmu.experiment._records import MethodResult, RunRecord, StudyRecord
 from jaxmu.experiment._run import (
     REFERENCES,
     Fitted,
     as_method,
     fit_references,
-    method_key,
     population_eval,
     record_path,
     reference_hparams,
@@ -44,7 +45,10 @@ from jaxmu.experiment._run import (
     run_scenario,
     unlearn,
 )
-from jaxmu.experiment._task import AUDIT_EVALS, EVALS, Evaluation, Scenario, Task
+from jaxmu.experiment._session import session
+from jaxmu.experiment._task import AUDIT_EVALS, EVALS, Evaluation, Plan, Scenario, Study, Task
+from jaxmu.methods import method_key
+from jaxmu.records import MethodResult, RunRecord, StudyRecord
 
 __all__ = [
     "AUDIT_EVALS",
@@ -54,8 +58,10 @@ __all__ = [
     "Evaluation",
     "Fitted",
     "MethodResult",
+    "Plan",
     "RunRecord",
     "Scenario",
+    "Study",
     "StudyRecord",
     "Task",
     "as_method",
@@ -74,5 +80,6 @@ __all__ = [
     "run",
     "run_fitted",
     "run_scenario",
+    "session",
     "unlearn",
 ]

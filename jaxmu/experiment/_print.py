@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from jaxmu.experiment._records import RunRecord
 from jaxmu.experiment._task import AUDIT_EVALS
+from jaxmu.records import RunRecord
 
 MISSING = "–"  # en dash: a metric that is not in the record
 

@@ -26,11 +26,11 @@ import numpy as np
 
 from jaxmu import population, train
 from jaxmu._evaluate import evaluate
-from jaxmu.experiment._records import RunRecord
 from jaxmu.experiment._task import Evaluation, Scenario, Task
 from jaxmu.io import provenance, write_json
-from jaxmu.methods import Method, get_method
+from jaxmu.methods import Method, get_method, method_key
 from jaxmu.metrics import MIASkippedWarning, cross_entropy_losses, timed
+from jaxmu.records import RunRecord
 
 Pair = tuple[Any, Any]
 
@@ -75,11 +75,6 @@ def fit_references(task: Task, seed: int | None = None) -> Fitted:
                   original_seconds=float(mo["timings"]["train_s"]),
                   retrain_compile_seconds=float(mr["timings"]["compile_s"]),
                   cache={"original": mo.get("cache_key"), "retrain": mr.get("cache_key")})
-
-
-def method_key(seed: int) -> jax.Array:
-    """The key a method runs with on model seed ``seed``."""
-    return jax.random.fold_in(jax.random.key(seed), 2)
 
 
 def as_method(method: str | Method, hparams: Mapping[str, Any] | None = None) -> Method:
@@ -220,7 +215,8 @@ def run(task: Task, method: str | Method, hparams: Mapping[str, Any] | None = No
         config: the invocation recorded under ``config`` (default: the task's and the
             evaluation's fields).
         warn: called with the reason when the method degenerates on the model (e.g. CT on
-            an MLP is fine-tuning) before anything trains.
+            an MLP is fine-tuning) before anything trains, and, once the record is written,
+            with each of its ``warnings`` (an MIA that could not run, and why).
 
     Returns:
         The :class:`~jaxmu.experiment.RunRecord` (``path`` set when written).
@@ -253,7 +249,11 @@ def run(task: Task, method: str | Method, hparams: Mapping[str, Any] | None = No
             ev, model, splits, fitted.original, m, task.recipe, task.cache_dir, task.progress,
             path.with_suffix("") if path else None, seed=task.seed,
             forget_fraction=task.forget_fraction, given=hparams)
-    return rec.write(path) if path is not None else rec
+    if path is not None:
+        rec.write(path)
+    for note in rec.warnings if warn is not None else ():
+        warn(note)
+    return rec
 
 
 def run_scenario(task: Task, scenario: Scenario, *, out: str | Path | None = None,

@@ -8,11 +8,7 @@ import functools
 import math
 from typing import Any
 
-from jaxmu._names import DATASET_DEFAULTS
-
-AUDIT_EVALS = ("klom", "rmia", "relearn", "shadow-curve", "all")
-EVALS = ("single", "fscore", "ulira", *AUDIT_EVALS)
-STRATEGIES = ("auto", "vmap", "chunked", "sequential", "sharded")
+from jaxmu._names import AUDIT_EVALS, DATASET_DEFAULTS, EVALS, STRATEGIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +29,7 @@ class Task:
         data_dir: data folder (IDX files or a tfds data dir; None: the default places).
         train_size, test_size: keep a class-stratified subset of the official train /
             test part (None: all).
-        cache_dir: cache of trained O/R models and populations (None: none).
+        cache_dir: cache of trained O/R models and populations (None or ``""``: none).
         classifier_mias: also run the classifier and feature MIAs (the loss MIA always runs).
         progress: progress bars.
 
@@ -64,6 +60,8 @@ class Task:
             raise ValueError(f"unknown dataset {self.dataset!r}; valid: "
                              f"{', '.join(DATASET_DEFAULTS)}")
         d = DATASET_DEFAULTS[self.dataset]
+        if self.cache_dir == "":
+            object.__setattr__(self, "cache_dir", None)
         for name in ("model", "epochs", "batch_size", "lr", "augment"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(d, name))
@@ -169,6 +167,23 @@ class Evaluation:
         if self.strategy == "chunked" and not (self.chunk and self.chunk >= 1):
             raise ValueError("strategy 'chunked' needs chunk >= 1")
 
+    def audit_flags(self) -> str:
+        """The experiment CLI's options that rebuild an audit kind's :attr:`audit` config
+        (besides the task's ``--forget-fraction``), every one spelled out: appended to a
+        single-method command they reproduce that method's audits of a benchmark study."""
+        c = self.audit
+        out = [f"--eval {self.kind}", f"--shadows {c.num_shadows}",
+               f"--forget-sets {c.num_forget_sets}", f"--seed {c.seed}"]
+        if c.num_targets is not None:
+            out.append(f"--targets {c.num_targets}")
+        out.append(f"--bootstrap {c.n_bootstrap}")
+        if c.rmia_offline:
+            out.append("--rmia-offline")
+        out += [f"--rmia-a {c.rmia_a}", f"--relearn-variant {c.relearn.variant}",
+                f"--relearn-steps {c.relearn.steps}", f"--relearn-lr {c.relearn.lr}",
+                f"--relearn-runs {c.relearn_runs}", f"--shadow-draws {c.shadow_draws}"]
+        return " ".join(out)
+
     @property
     def audits(self) -> tuple[str, ...]:
         """The audits of an audit kind (``"all"``: every one incl. U-LiRA); else ()."""
@@ -232,3 +247,84 @@ class Scenario:
 
         return [get_method(m, **self.hparams) if m == self.method and self.hparams
                 and m not in ("retrain", "sisa") else m for m in self.methods]
+
+
+_COUNTS = ("trials", "search_seeds", "seeds", "population_size", "trial_batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A benchmark study's options (:func:`jaxmu.sweep.run_task_benchmark`): the Deep
+    Unlearn search, final runs, ranking and report of ``methods`` on one task.
+
+    Attributes:
+        methods: registered method names (empty: every method but presets and references).
+        trials: complete Optuna trials per method and search seed (DU: 100).
+        search_seeds: model seeds ``0 .. search_seeds-1`` searched (DU: 3).
+        seeds: final runs per method (DU: 10).
+        storage: Optuna storage, a SQLite path or SQLAlchemy URL (None: the study folder's).
+        clean: drop the reference's dead search dimensions.
+        population_size: NSGA-III generation size. trial_batch: trials evaluated at once.
+
+    Raises:
+        ValueError: a count below 1 (``--trials must be >= 1, got 0``) or an unknown method.
+    """
+
+    methods: tuple[str, ...] = ()
+    trials: int = 100
+    search_seeds: int = 3
+    seeds: int = 10
+    storage: str | None = None
+    clean: bool = False
+    population_size: int = 50
+    trial_batch: int = 1
+
+    def __post_init__(self) -> None:
+        for name in _COUNTS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
+                                 f"{getattr(self, name)}")
+        from jaxmu.methods import get_method
+
+        object.__setattr__(self, "methods", tuple(self.methods))
+        for m in self.methods:
+            get_method(m)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one experiment invocation does: a single run of ``method`` judged by
+    ``evaluation``, a deletion ``scenario``, or a benchmark ``study`` (at most one of the
+    last two). Building it checks that the parts go together, before anything trains.
+
+    Raises:
+        ValueError: parts that do not combine (one line naming the CLI options), an
+            unknown method or bad hyperparameters.
+    """
+
+    task: Task
+    method: str = "ft"
+    hparams: Any = None
+    evaluation: Evaluation = dataclasses.field(default_factory=Evaluation)
+    scenario: Scenario | None = None
+    study: Study | None = None
+
+    def __post_init__(self) -> None:
+        ev, study = self.evaluation, self.study
+        for bad, msg in (
+                (self.scenario is not None and (study is not None or ev.kind != "single"),
+                 "deletion scenarios cannot be combined with --benchmark or --eval"),
+                (self.scenario is not None and self.scenario.ratios is not None
+                 and self.task.forget_scenario != "random",
+                 "--deletion-ratios needs --forget-scenario random"),
+                (study is not None and ev.kind == "fscore", "--benchmark takes --eval ulira "
+                 "or an audit (klom, rmia, relearn, shadow-curve, all) of every method, not "
+                 "--eval fscore"),
+                (study is not None and (ev.ulira_flip or ev.ulira_variant != "online"),
+                 "--ulira-flip and --ulira-variant apply to --eval of one method; "
+                 "--benchmark uses the defaults (online, no flip)")):
+            if bad:
+                raise ValueError(msg)
+        from jaxmu.methods import get_method
+
+        get_method(self.method, **(self.hparams or {}))

@@ -39,6 +39,7 @@ from jaxmu.methods._core import (
     register,
     register_preset,
 )
+from jaxmu.methods._key import method_key
 
 # Every public module of this package defines (and registers) one method.
 for _m in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
@@ -70,6 +71,7 @@ __all__ = [
     "get_method",
     "hparam",
     "list_methods",
+    "method_key",
     "parse_hp",
     "register",
     "register_preset",

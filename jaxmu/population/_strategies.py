@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-STRATEGIES = ("auto", "vmap", "chunked", "sequential", "sharded")
+from jaxmu._names import STRATEGIES
 
 
 def _flat_axes(in_axes: Any, args: tuple) -> list:

@@ -12,6 +12,7 @@ References:
     methods-spec.md §1, §4, §8; Cadet et al., Deep Unlearn (2024) §4-5.
 """
 
+from jaxmu.methods import method_key
 from jaxmu.report import GROUPS, performance_groups, rank_methods
 from jaxmu.sweep._benchmark import (
     REFERENCES,
@@ -37,7 +38,6 @@ from jaxmu.sweep._study import (
     completed,
     dynamic_names,
     make_objective,
-    method_key,
     open_storage,
     run_study,
     run_trial,

@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from jaxmu.experiment import Fitted, run_fitted
+from jaxmu.experiment import AUDIT_EVALS, Evaluation, Fitted, Plan, Study, Task, run_fitted
+from jaxmu.io import read_json
 from jaxmu.methods import degenerate_reason, get_method, list_methods
 from jaxmu.metrics import MIASkippedWarning
+from jaxmu.records import MethodResult, RunRecord, StudyRecord
 from jaxmu.report import REFERENCES, ranking_rows, study_ranking, write_report
 from jaxmu.sweep._study import (
     SweepTask,
@@ -80,7 +82,7 @@ def prepare_task(model, pool, splits, seed: int, recipe, *, cache_dir=None, name
 
 
 def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
-              classifier_mias: bool = True) -> dict[str, Any]:
+              classifier_mias: bool = True) -> RunRecord:
     """One final run: the method with ``hparams`` on ``task`` (normal compilation), fully
     evaluated against O and R by :func:`jaxmu.experiment.run_fitted` (the pipeline of
     :func:`jaxmu.experiment.run`), with run time excluding compile.
@@ -91,8 +93,8 @@ def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
     returns R with R's training time.
 
     Returns:
-        The final-run form of :class:`jaxmu.experiment.RunRecord` as a dict (``method``,
-        ``seed``, ``hparams``, ``usable``, ``metrics``, ``forget_losses``, ``timings``).
+        The final-run form of :class:`jaxmu.records.RunRecord` (``method``, ``seed``,
+        ``hparams``, ``usable``, ``metrics``, ``forget_losses``, ``timings``).
     """
     fitted = Fitted(task.model, task.splits, task.seed, task.original, task.retrained,
                     retrain_seconds=task.reference_seconds)
@@ -101,7 +103,7 @@ def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
     rec.method, rec.hparams = method_name, hparams
     for note in rec.warnings:  # shown as before (the record of a final run has no notes)
         warnings.warn(note, MIASkippedWarning, stacklevel=2)
-    return rec.to_dict()
+    return rec
 
 
 def _is_number(x: Any) -> bool:
@@ -109,21 +111,26 @@ def _is_number(x: Any) -> bool:
         x, bool | np.bool_)
 
 
-def summary_metrics(runs: Sequence[dict[str, Any]]) -> list[str]:
+def _run_dicts(runs: Sequence[RunRecord | Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r.to_dict() if isinstance(r, RunRecord) else r for r in runs]
+
+
+def summary_metrics(runs: Sequence[RunRecord | Mapping[str, Any]]) -> list[str]:
     """Every numeric metric of the usable runs: :data:`SUMMARY_METRICS` first (in that
     order, those present), then the others (``acc_err_*``, ``mia_auc_*``,
     ``feature_mia_*``, distances, ``original_*`` / ``retrained_*``, ...) sorted by name."""
-    usable = [r for r in runs if r.get("usable")]
+    usable = [r for r in _run_dicts(runs) if r.get("usable")]
     seen = {k for r in usable for k, v in r.get("metrics", {}).items() if _is_number(v)}
     return [m for m in SUMMARY_METRICS if m in seen] + sorted(seen - set(SUMMARY_METRICS))
 
 
-def summarize(runs: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None,
+def summarize(runs: Sequence[RunRecord | Mapping[str, Any]], metrics: Sequence[str] | None = None,
               *, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Mean over the usable runs of each metric with a 95% bootstrap CI over seeds.
 
     Args:
-        runs: final-run records (:func:`final_run`); only ``usable`` ones count.
+        runs: final-run records (:func:`final_run`, or their dicts); only ``usable`` ones
+            count.
         metrics: the metrics to summarise; None (default) means every numeric metric in the
             usable runs, in :func:`summary_metrics` order (the report's fixed list first).
         seed: seed of the bootstrap.
@@ -140,7 +147,7 @@ def summarize(runs: Sequence[dict[str, Any]], metrics: Sequence[str] | None = No
     from jaxmu.metrics import bootstrap_ci
 
     out: dict[str, dict[str, Any]] = {}
-    usable = [r for r in runs if r.get("usable")]
+    usable = [r for r in _run_dicts(runs) if r.get("usable")]
     for m in (summary_metrics(runs) if metrics is None else metrics):
         vals = np.array([r["metrics"][m] for r in usable
                          if _is_number(r.get("metrics", {}).get(m))], dtype=np.float64)
@@ -153,11 +160,6 @@ def summarize(runs: Sequence[dict[str, Any]], metrics: Sequence[str] | None = No
             v, lo, hi = bootstrap_ci(vals, seed=seed)
         out[m] = {"value": float(v), "ci": [float(lo), float(hi)], "n": int(vals.size)}
     return out
-
-
-def _read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
 
 
 def run_benchmark(
@@ -189,7 +191,7 @@ def run_benchmark(
     command: str | None = None,
     run_command: str | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
+) -> StudyRecord:
     """Runs (or resumes) the whole study on one (dataset, architecture) setting.
 
     1. O and R for every seed in ``search_seeds`` and ``range(seeds)`` (cached);
@@ -199,12 +201,12 @@ def run_benchmark(
        references O and R; per-metric mean and bootstrap CI over seeds;
     4. the Table 1 ranking on RetDev and on indiscernibility (test MIA), Failed included;
        a method that degenerates on ``model`` (:func:`jaxmu.methods.degenerate_reason`,
-       e.g. CT on an MLP is fine-tuning) is ranked but marked: ``"degenerate"`` holds the
-       reason in its ``study["methods"]`` entry (else None) and in its ranking rows (else
+       e.g. CT on an MLP is fine-tuning) is ranked but marked: ``degenerate`` holds the
+       reason in its :class:`~jaxmu.records.MethodResult` (else None) and in its ranking rows (else
        absent), and one warning line is logged up front;
     5. optionally U-LiRA of every method and reference (:func:`ulira_study`);
     6. optionally the audits of every method and reference on one shared design population
-       (:func:`audit_study`): ``study["audits"]`` holds method -> report without its
+       (:func:`audit_study`): ``study.audits`` holds method -> report without its
        per-example arrays (those stay in ``audits/<method>.json``);
     7. ``study.json`` and the report directory (:func:`jaxmu.report.write_report`).
 
@@ -243,7 +245,9 @@ def run_benchmark(
             setting (for RECIPES.md; the experiment CLIs pass them).
 
     Returns:
-        The study dict (also written to ``out_dir/study.json``).
+        The :class:`~jaxmu.records.StudyRecord` (``study.json`` is its
+        :meth:`~jaxmu.records.StudyRecord.to_dict`; ``report`` set when the report was
+        written).
 
     Raises:
         ValueError: on an unknown method, ``trials < 1``, ``seeds < 1``, no search seed,
@@ -288,7 +292,7 @@ def run_benchmark(
     config["splits_hash"] = _splits_hash(splits)
     write_json(out / "config.json", {**config, "provenance": provenance()})
     t_start = time.perf_counter()
-    for m in methods:  # marked in study["methods"] and the ranking rows; said once up front
+    for m in methods:  # marked in study.methods and the ranking rows; said once up front
         why = None if m in REFERENCES else degenerate_reason(m, None, model)
         if why:
             log(f"warning: {why}")
@@ -303,7 +307,7 @@ def run_benchmark(
 
     store = open_storage(storage or out / "study.db")
     best_path = out / "best_hparams.json"
-    best: dict[str, Any] = _read_json(best_path) if best_path.exists() else {}
+    best: dict[str, Any] = read_json(best_path) if best_path.exists() else {}
     bar = _bar(progress, len(methods) * len(search_seeds), "search")
     t0 = time.perf_counter()
     for m in methods:
@@ -333,36 +337,36 @@ def run_benchmark(
     t_search = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    study: dict[str, Any] = {"dataset": config["dataset"], "model": model.name,
-                             "config": config, "methods": {}}
+    study = StudyRecord(config["dataset"], model.name, config)
     bar = _bar(progress, (len(methods) + len(REFERENCES)) * seeds, "final runs")
     for m in [*REFERENCES, *methods]:
-        if m in study["methods"]:
+        if m in study.methods:
             continue
         hp = best.get(m, {}).get("hparams", get_method(m).hp if m not in REFERENCES else {})
-        runs = []
+        runs: list[RunRecord] = []
         for s in range(seeds):
             path = out / "runs" / m / f"seed{s}.json"
-            if path.exists() and _read_json(path).get("hparams") == json.loads(
-                    json.dumps(hp)):
-                runs.append(_read_json(path))
+            old = read_json(path) if path.exists() else None
+            if old is not None and old.get("hparams") == json.loads(json.dumps(hp)):
+                runs.append(RunRecord.from_dict(old, str(path)))
             else:
                 runs.append(final_run(task(s), m, hp, classifier_mias=classifier_mias))
                 write_json(path, runs[-1])
             bar.update(1)
         why = None if m in REFERENCES else degenerate_reason(m, hp, model)
-        study["methods"][m] = {"hparams": hp, "search": best.get(m, {}).get("search"),
-                               "runs": runs, "summary": summarize(runs),
-                               "reference": m in REFERENCES, "degenerate": why}
+        study.methods[m] = MethodResult(hp, runs, summarize(runs),
+                                        search=best.get(m, {}).get("search"),
+                                        reference=m in REFERENCES, degenerate=why)
     bar.close()
     t_final = time.perf_counter() - t0
 
-    study["ranking"] = study_ranking(ranking_rows(study), seeds)
+    study.ranking = study_ranking(ranking_rows(study.to_dict()), seeds)
+    chosen = {m: v.hparams for m, v in study.methods.items()}
     t_ulira = 0.0
     if design is not None:
         t0 = time.perf_counter()
-        study["ulira"] = ulira_study(
-            model, splits, recipe, {m: v["hparams"] for m, v in study["methods"].items()},
+        study.ulira = ulira_study(
+            model, splits, recipe, chosen,
             out / "ulira", design=design,
             cache_dir=cache_dir or str(out / "cache"), progress=progress, log=log)
         t_ulira = time.perf_counter() - t0
@@ -370,20 +374,20 @@ def run_benchmark(
     if audit_names is not None:
         t0 = time.perf_counter()
         reports = audit_study(
-            model, splits, recipe, {m: v["hparams"] for m, v in study["methods"].items()},
+            model, splits, recipe, chosen,
             out / "audits", audits=audit_names, config=audit_config,
             cache_dir=cache_dir or str(out / "cache"), strategy=strategy, chunk=chunk,
             progress=progress, log=log)
-        study["audits"] = {m: compact_audit_report(r) for m, r in reports.items()}
+        study.audits = {m: compact_audit_report(r) for m, r in reports.items()}
         t_audits = time.perf_counter() - t0
-    study["provenance"] = provenance()
-    study["timings"] = {"search_s": t_search, "final_s": t_final, "ulira_s": t_ulira,
-                        "audits_s": t_audits, "total_s": time.perf_counter() - t_start}
+    study.provenance = provenance()
+    study.timings = {"search_s": t_search, "final_s": t_final, "ulira_s": t_ulira,
+                     "audits_s": t_audits, "total_s": time.perf_counter() - t_start}
     write_json(out / "study.json", study)
     if report:
-        study["report"] = str(write_report(study, out / "report"))
+        study.report = str(write_report(study.to_dict(), out / "report"))
     log(f"study {setting}: {len(methods)} methods, {trials} trials x {len(search_seeds)} "
-        f"search seeds, {seeds} final seeds in {study['timings']['total_s']:.0f} s "
+        f"search seeds, {seeds} final seeds in {study.timings['total_s']:.0f} s "
         f"(search {t_search:.0f} s, final runs {t_final:.0f} s) -> {out}")
     return study
 
@@ -448,7 +452,7 @@ def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
         path = out / f"{m}.json"
         want = json.loads(json.dumps({"hparams": hp, "design": design}))
         if path.exists():
-            old = _read_json(path)
+            old = read_json(path)
             if {"hparams": old.get("hparams"), "design": old.get("design")} == want:
                 res[m] = old["ulira"]
                 continue
@@ -574,7 +578,7 @@ def audit_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
                                       "config": _config_dict(config),
                                       "recipe": recipe.to_dict()}))
         if path.exists():
-            old = _read_json(path)
+            old = read_json(path)
             if {k: old.get(k) for k in want} == want and isinstance(old.get("report"), dict):
                 res[m] = _here(old["report"], out / m)
                 continue
@@ -621,7 +625,7 @@ def _check_same_setting(path: Path, config: dict[str, Any], splits) -> None:
     would be reused against different O and R)."""
     if not path.exists():
         return
-    old = _read_json(path)
+    old = read_json(path)
     new = {**json.loads(json.dumps(config)), "splits_hash": _splits_hash(splits)}
     diff = [k for k in SETTING_KEYS if k in old and old[k] != new.get(k)]
     if diff:
@@ -645,46 +649,54 @@ def _bar(progress: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc)
 
 
-def run_task_benchmark(task, out: str | Path, *, methods: Sequence[str] | None = None,
-                       trials: int = 100, search_seeds: int = 3, seeds: int = 10,
-                       ulira: bool = False, audits: str | None = None, audit_config: Any = None,
-                       audit_flags: str | None = None, **kw: Any) -> dict[str, Any]:
+def run_task_benchmark(task: Task, out: str | Path, study: Study | None = None,
+                       evaluation: Evaluation | None = None) -> StudyRecord:
     """:func:`run_benchmark` of a :class:`jaxmu.experiment.Task` (its data, splits, model
-    and recipe) into ``OUT/<dataset>/benchmark-<model>``, with the experiment CLI's command
-    lines of the study and of one run recorded for RECIPES.md.
+    and recipe) with the options of ``study`` into ``OUT/<dataset>/benchmark-<model>``, with
+    the experiment CLI's command lines of the study and of one run recorded for RECIPES.md.
 
     Args:
         task: the setting; its ``cache_dir``, ``classifier_mias`` and ``progress`` apply.
-        out: the results folder. methods: default :func:`default_methods`.
-        trials, search_seeds, seeds: as :func:`run_benchmark` (``search_seeds`` a count).
-        ulira: U-LiRA of every method with the task's seed and forget fraction (``kw``'s
-            ``shadows`` and ``forget_sets``, default 16 and 4).
-        audits, audit_config, audit_flags: the ``--eval`` audit name, its
-            :class:`jaxmu.audits.AuditConfig` and the CLI options that rebuild it.
-        kw: the other options of :func:`run_benchmark` (``storage``, ``clean``,
-            ``population_size``, ``trial_batch``, ``strategy``, ``chunk``).
+        out: the results folder.
+        study: the :class:`jaxmu.experiment.Study` options (None: its defaults; empty
+            ``methods``: :func:`default_methods`).
+        evaluation: ``"ulira"``: U-LiRA of every method (``shadows`` x ``forget_sets``,
+            the task's seed and forget fraction); an audit kind: the audits of every
+            method with ``evaluation.audit`` (recorded with
+            :meth:`~jaxmu.experiment.Evaluation.audit_flags`), on its ``strategy`` and
+            ``chunk``; None or ``"single"``: neither.
+
+    Raises:
+        ValueError: an evaluation a study cannot take (``"fscore"``), or as
+            :func:`run_benchmark`.
     """
+    study = study or Study()
+    ev = evaluation or Evaluation()
+    Plan(task, evaluation=ev, study=study)  # the study takes this evaluation
     ds, splits, model = task.load()
-    methods = list(methods) if methods else default_methods()
-    shadows, forget_sets = kw.pop("shadows", 16), kw.pop("forget_sets", 4)
+    methods = list(study.methods) or default_methods()
+    ulira, audits = ev.kind == "ulira", ev.kind in AUDIT_EVALS
+    flags = ev.audit_flags() if audits and ev.audit is not None else None
     run_command = (f"python -m experiments.{task.dataset} {task.setting_flags()}"
                    + ("" if task.classifier_mias else " --no-mia"))
-    command = (f"{run_command} --benchmark --methods {','.join(methods)} --trials {trials} "
-               f"--search-seeds {search_seeds} --seeds {seeds} --population-size "
-               f"{kw.get('population_size', 50)} --trial-batch {kw.get('trial_batch', 1)}"
-               + (" --clean" if kw.get("clean") else "")
-               + (f" --eval ulira --shadows {shadows} --forget-sets {forget_sets} --seed "
-                  f"{task.seed}" if ulira else "") + (f" {audit_flags}" if audits else ""))
-    design = ({"shadows": shadows, "forget_sets": forget_sets,
+    command = (f"{run_command} --benchmark --methods {','.join(methods)} --trials "
+               f"{study.trials} --search-seeds {study.search_seeds} --seeds {study.seeds} "
+               f"--population-size {study.population_size} --trial-batch {study.trial_batch}"
+               + (" --clean" if study.clean else "")
+               + (f" --eval ulira --shadows {ev.shadows} --forget-sets {ev.forget_sets} "
+                  f"--seed {task.seed}" if ulira else "") + (f" {flags}" if flags else ""))
+    design = ({"shadows": ev.shadows, "forget_sets": ev.forget_sets,
                "forget_fraction": task.forget_fraction, "seed": task.seed} if ulira else None)
+    kw: dict[str, Any] = {}
     if audits:
-        kw.update(audits=audit_names_of(audits), audit_config=audit_config,
-                  audit_flags=audit_flags)
-    else:
-        kw.pop("strategy", None), kw.pop("chunk", None)
+        kw = dict(audits=audit_names_of(ev.kind), audit_config=ev.audit, audit_flags=flags,
+                  strategy=ev.strategy, chunk=ev.chunk)
     return run_benchmark(ds.pool, model, splits, task.recipe,
                          Path(out) / task.dataset / f"benchmark-{model.name}",
                          methods=methods, command=command, run_command=run_command,
-                         trials=trials, search_seeds=range(search_seeds), seeds=seeds,
-                         cache_dir=task.cache_dir, classifier_mias=task.classifier_mias,
-                         ulira=design, progress=task.progress, **kw)
+                         trials=study.trials, search_seeds=range(study.search_seeds),
+                         seeds=study.seeds, storage=study.storage, clean=study.clean,
+                         population_size=study.population_size,
+                         trial_batch=study.trial_batch, cache_dir=task.cache_dir,
+                         classifier_mias=task.classifier_mias, ulira=design,
+                         progress=task.progress, **kw)

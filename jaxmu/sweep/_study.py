@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from jaxmu.io import IOFault
-from jaxmu.methods import MethodDef, get_method
+from jaxmu.methods import MethodDef, get_method, method_key
 from jaxmu.metrics import retdev, retention
 from jaxmu.sweep._objective import OBJECTIVE_NAMES, objective_values, select_best
 from jaxmu.types import Model, Splits
@@ -66,11 +66,6 @@ class SweepTask:
     e_max: int
     reference_seconds: float = math.nan
     name: str = "task"
-
-
-def method_key(seed: int) -> jax.Array:
-    """The unlearning key of model seed ``seed`` (the experiment CLI uses the same one)."""
-    return jax.random.fold_in(jax.random.key(seed), 2)
 
 
 def suggest_hparams(definition: MethodDef, trial: Any, e_max: int, *,

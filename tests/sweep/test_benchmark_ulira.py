@@ -54,7 +54,7 @@ def test_benchmark_with_ulira_reports_and_resumes(tmp_path):
     kw = dict(methods=["ft"], trials=1, search_seeds=[0], seeds=1,
               cache_dir=str(tmp_path / "cache"), classifier_mias=False, population_size=4,
               ulira=DESIGN, progress=False, log=lambda s: None)
-    study = run_benchmark(s.pool, MODEL, s, RECIPE, out, **kw)
+    study = run_benchmark(s.pool, MODEL, s, RECIPE, out, **kw).to_dict()
     assert set(study["ulira"]) == {"original", "retrain", "ft"}
     assert all((out / "ulira" / f"{n}.json").exists() for n in study["ulira"])
     md = (out / "report" / "report.md").read_text()
@@ -62,7 +62,7 @@ def test_benchmark_with_ulira_reports_and_resumes(tmp_path):
     assert (out / "report" / "ulira_hist.png").stat().st_size > 1000
     assert json.loads((out / "config.json").read_text())["ulira"] == DESIGN
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "ulira").glob("*.json")}
-    again = run_benchmark(s.pool, MODEL, s, RECIPE, out, **kw)
+    again = run_benchmark(s.pool, MODEL, s, RECIPE, out, **kw).to_dict()
     assert {p: p.stat().st_mtime_ns for p in (out / "ulira").glob("*.json")} == mtimes
     assert again["ulira"] == json.loads((out / "study.json").read_text())["ulira"]
 

@@ -478,7 +478,7 @@ def test_benchmark_end_to_end_and_resume(tmp_path):
     kw = dict(methods=["ft", "ng"], trials=2, search_seeds=[0], seeds=2,
               cache_dir=str(tmp_path / "cache"), classifier_mias=False, population_size=4,
               progress=False, log=lambda s: None)
-    study = run_benchmark(ds, MODEL, s, RECIPE, out, **kw)
+    study = run_benchmark(ds, MODEL, s, RECIPE, out, **kw).to_dict()
     for f in ("config.json", "study.db", "best_hparams.json", "study.json",
               "runs/ft/seed0.json", "runs/ng/seed1.json", "runs/retrain/seed1.json",
               "report/report.md", "report/results.csv"):
@@ -493,7 +493,7 @@ def test_benchmark_end_to_end_and_resume(tmp_path):
     assert best["ft"]["hparams"] == ft["hparams"]
     # Resume: nothing recomputed (same run files, same trials), same numbers.
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
-    again = run_benchmark(ds, MODEL, s, RECIPE, out, **kw)
+    again = run_benchmark(ds, MODEL, s, RECIPE, out, **kw).to_dict()
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")} == mtimes
     assert len(_trials_in(out / "study.db")) == 4
     assert again["methods"]["ft"]["summary"] == ft["summary"]
