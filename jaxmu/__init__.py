@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _SUBPACKAGES = (
     "data",
+    "evaluation",
     "experiment",
     "io",
     "losses",
@@ -61,6 +62,7 @@ _NAMES = {
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below imports these
     from jaxmu import (
         data,
+        evaluation,
         experiment,
         io,
         losses,
@@ -113,6 +115,7 @@ __all__ = [
     "as_key",
     "data",
     "evaluate",
+    "evaluation",
     "experiment",
     "fit",
     "get_method",

@@ -119,14 +119,14 @@ def test_digits_run_is_reproducible(tmp_path, capsys):
     (["--ulira-flip", "--ulira-variant", "offline"], True, "offline"),
 ])
 def test_ulira_flags_reach_the_pipeline(monkeypatch, flags, flip, variant):
-    import jaxmu.population
+    import jaxmu.evaluation
     from experiments._cli import build_parser
     from jaxmu.experiment import Evaluation, population_eval
     from jaxmu.methods import get_method
     from jaxmu.models import mlp
 
     seen = {}
-    monkeypatch.setattr(jaxmu.population, "ulira_pipeline",
+    monkeypatch.setattr(jaxmu.evaluation, "ulira_pipeline",
                         lambda *args, **kw: seen.update(kw) or {"ok": True})
     a = build_parser("digits").parse_args(["--eval", "ulira", *flags])
     assert (vars(a)["ulira_flip"], vars(a)["ulira_variant"]) == (flip, variant)  # in config

@@ -247,7 +247,7 @@ def test_private_import_finder_sees_both_levels_and_relative_imports(tmp_path, m
         "from ..report import _plots\n"
         "def f():\n"
         "    import jaxmu.io._errors\n"
-        "    from jaxmu.population import _pipelines as p\n"
+        "    from jaxmu.evaluation import _pipelines as p\n"
     )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _private_imports(pkg / "_x.py") == [
@@ -255,7 +255,7 @@ def test_private_import_finder_sees_both_levels_and_relative_imports(tmp_path, m
         "jaxmu/score/_x.py:2 jaxmu.metrics._checks",
         "jaxmu/score/_x.py:5 jaxmu.report._plots",
         "jaxmu/score/_x.py:7 jaxmu.io._errors",
-        "jaxmu/score/_x.py:8 jaxmu.population._pipelines",
+        "jaxmu/score/_x.py:8 jaxmu.evaluation._pipelines",
     ]
 
 
@@ -282,6 +282,44 @@ def test_library_does_not_import_the_command_lines():
 def test_io_is_a_leaf():
     # io sits under train (which caches trained models through it): it may use only types.
     assert set(_package_graph().get("jaxmu.io", {})) <= {"jaxmu.types"}
+
+
+# The evaluation stack, bottom to top: metrics (numbers from logits) and population (many
+# models trained, unlearned, predicted and stored) know nothing of each other; evaluation
+# (F-score, U-LiRA) combines them; audits build on evaluation's design population; score,
+# scenarios, experiment and sweep sit on top (docs/design.md#layering). A layer never
+# imports one above it.
+LEAF_HELPERS = {"jaxmu.types", "jaxmu._names", "jaxmu._checks"}
+ABOVE_EVALUATION = {"jaxmu.audits", "jaxmu.score", "jaxmu.scenarios", "jaxmu.experiment",
+                    "jaxmu.sweep"}
+NEVER_IMPORTS = {
+    "jaxmu.population": {"jaxmu.metrics", "jaxmu.evaluation", "jaxmu.methods",
+                         *ABOVE_EVALUATION},
+    "jaxmu.evaluation": ABOVE_EVALUATION,
+    "jaxmu.audits": {"jaxmu.score", "jaxmu.scenarios", "jaxmu.experiment", "jaxmu.sweep"},
+}
+
+
+def test_metrics_needs_only_leaf_helpers():
+    # Metrics are host-side functions of arrays: no models, no training, no populations.
+    graph = _package_graph()
+    assert set(graph.get("jaxmu.metrics", {})) <= LEAF_HELPERS, graph["jaxmu.metrics"]
+
+
+@pytest.mark.parametrize("layer", sorted(NEVER_IMPORTS))
+def test_layer_imports_nothing_above_it(layer):
+    graph = _package_graph()
+    bad = {dst: sites for dst, sites in graph.get(layer, {}).items()
+           if dst in NEVER_IMPORTS[layer]}
+    assert bad == {}, json.dumps(bad, indent=1)
+
+
+def test_evaluation_sits_above_population_and_metrics():
+    # The pipelines moved out of population (which therefore needs no metric).
+    graph = _package_graph()
+    assert {"jaxmu.population", "jaxmu.metrics"} <= set(graph["jaxmu.evaluation"])
+    assert "jaxmu.evaluation" in graph["jaxmu.audits"]
+    assert "evaluation" in jaxmu.__all__
 
 
 # --- experiment CLIs -----------------------------------------------------------------------

@@ -265,7 +265,7 @@ def test_retain_sample(tmp_path, task):
 
 def test_task_retrained_logits_picks_the_eval_rows(monkeypatch, tmp_path):
     # the retrained population's logits on whole splits, rows marked by their pool index
-    import jaxmu.population
+    import jaxmu.evaluation
     from jaxmu.score import task_retrained_logits, task_splits
 
     t = export_task("digits", tmp_path / "t.npz", epochs=1, batch_size=64, num_models=4,
@@ -281,7 +281,7 @@ def test_task_retrained_logits_picks_the_eval_rows(monkeypatch, tmp_path):
                                       (num_models, idx.size, 10)).copy()
         return out, {"from_store": True, "retrain_s": 0.0, "wall_s": 0.0}
 
-    monkeypatch.setattr(jaxmu.population, "retrained_population_logits", fake)
+    monkeypatch.setattr(jaxmu.evaluation, "retrained_population_logits", fake)
     logits, info = task_retrained_logits(t, task_splits(t))
     assert logits.shape == (4, t.num_rows, 10) and info["from_store"]
     assert np.array_equal(logits[0, :, 0], t.eval_index.astype(np.float32))
@@ -414,8 +414,8 @@ def test_round_trip_equals_in_process_and_fscore_pipeline(tmp_path, task):
     """A submission of jaxmu's own unlearned population scores, through the CLI, exactly as
     score_logits does in-process and, for the F-score, exactly as fscore_pipeline does (the
     retrained population read from the same store entry, not trained again)."""
+    from jaxmu.evaluation import fscore_pipeline
     from jaxmu.methods import get_method
-    from jaxmu.population import fscore_pipeline
     from jaxmu.score import jaxmu_unlearned_logits, task_retrained_logits, task_splits
     from jaxmu.score._task import reference_model, reference_recipe
     from jaxmu.train import cached_fit

@@ -1,6 +1,6 @@
 """Every audit of one method from one cached population.
 
-The population is the U-LiRA shadow design (:func:`jaxmu.population.ulira_design`): M
+The population is the U-LiRA shadow design (:func:`jaxmu.evaluation.ulira_design`): M
 shadow originals trained on balanced random halves of the train candidates, K forget sets
 per original, and the method run on every (original, forget set) pair. The same design is
 run with exact unlearning ("retrain", an independent stream of keys) as the oracle. All
@@ -34,15 +34,15 @@ import jax
 import numpy as np
 
 from jaxmu.audits._relearn import RelearnConfig
-from jaxmu.io import plain
-from jaxmu.population import (
+from jaxmu.evaluation import (
     DesignRuns,
     design_logits,
-    stack_splits,
     target_pairs,
     ulira_design,
     ulira_from_runs,
 )
+from jaxmu.io import plain
+from jaxmu.population import stack_splits
 from jaxmu.train import TrainConfig
 from jaxmu.types import Model, Splits
 

@@ -24,7 +24,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmu import population, train
+from jaxmu import evaluation as pipelines
+from jaxmu import train
 from jaxmu._evaluate import evaluate
 from jaxmu.experiment._task import Evaluation, Scenario, Task
 from jaxmu.io import provenance, write_json
@@ -164,7 +165,7 @@ def population_eval(evaluation: Evaluation, model, splits, original: Pair | None
                     forget_fraction: float = 0.1,
                     given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The population evaluation ``evaluation.kind`` of ``method`` (not ``"single"``):
-    :func:`jaxmu.population.fscore_pipeline`, :func:`~jaxmu.population.ulira_pipeline` or
+    :func:`jaxmu.evaluation.fscore_pipeline`, :func:`~jaxmu.evaluation.ulira_pipeline` or
     :func:`jaxmu.audits.run_audits` (against retraining with ``recipe`` as the oracle).
     ``retrain`` retrains with ``recipe`` except for the hyperparameters in ``given``."""
     ev = evaluation
@@ -185,12 +186,12 @@ def population_eval(evaluation: Evaluation, model, splits, original: Pair | None
     common = dict(seed=seed, config=recipe, strategy=ev.strategy, chunk=ev.chunk,
                   cache_dir=cache_dir, progress=progress)
     if ev.kind == "fscore":
-        return population.fscore_pipeline(model, splits, original, bound,
-                                          num_models=ev.models, **common)
-    return population.ulira_pipeline(model, splits, bound, num_shadows=ev.shadows,
-                                     num_forget_sets=ev.forget_sets,
-                                     forget_fraction=forget_fraction, flip=ev.ulira_flip,
-                                     variant=ev.ulira_variant, **common)
+        return pipelines.fscore_pipeline(model, splits, original, bound,
+                                         num_models=ev.models, **common)
+    return pipelines.ulira_pipeline(model, splits, bound, num_shadows=ev.shadows,
+                                    num_forget_sets=ev.forget_sets,
+                                    forget_fraction=forget_fraction, flip=ev.ulira_flip,
+                                    variant=ev.ulira_variant, **common)
 
 
 def record_path(out: str | Path, task: Task, method: Method, evaluation: Evaluation) -> Path:

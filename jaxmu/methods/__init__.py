@@ -38,6 +38,7 @@ from jaxmu.methods._core import (
     parse_hp,
     register,
     register_preset,
+    unregister,
 )
 from jaxmu.methods._key import method_key
 
@@ -75,5 +76,6 @@ __all__ = [
     "parse_hp",
     "register",
     "register_preset",
+    "unregister",
     *sorted(_CONFIGS),
 ]

@@ -48,7 +48,8 @@ from jaxmu.types import Model, Splits, Stage, UnlearnState, as_key
 __all__ = ["BATCH", "COMMON", "E_MAX", "EPOCHS", "EPOCHS_FLOAT", "ETA_MIN", "HP", "LR",
            "MOMENTUM", "NOTHING", "TEMPERATURE", "UNIT", "WD", "Method", "MethodConfig",
            "MethodDef", "Need", "Preset", "degenerate_reason", "get_method", "hparam",
-           "list_methods", "parse_hp", "register", "register_preset"]
+           "list_methods", "parse_hp", "register", "register_preset",
+           "unregister"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,6 +359,26 @@ def _resolve(defn: MethodDef, hp: Mapping[str, Any],
     if base is None:
         return defn.config(**hp)
     return dataclasses.replace(base, **hp) if hp else base
+
+
+def unregister(name: str) -> None:
+    """Removes a method registered with :func:`register` (and the presets of it), or one
+    preset; afterwards its config class may be registered again. For methods registered
+    outside :mod:`jaxmu.methods` (an example, a notebook cell run twice); the built-in ones
+    are imported with the package and stay.
+
+    Raises:
+        ValueError: ``name`` is neither a registered method nor a preset.
+    """
+    if name in _PRESETS:
+        del _PRESETS[name]
+        return
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
+    defn = _REGISTRY.pop(name)
+    _BY_CONFIG.pop(defn.config, None)
+    for p in [p for p, preset in _PRESETS.items() if preset.base == name]:
+        del _PRESETS[p]
 
 
 def list_methods(include_presets: bool = True) -> list[str]:

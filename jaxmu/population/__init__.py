@@ -1,26 +1,18 @@
-"""The population engine: train, unlearn and evaluate many models at once.
+"""The population engine: train, unlearn and predict many models at once, and the
+population store that keeps their outputs.
+
+It needs no metric: the evaluation pipelines built on it (the F-score, U-LiRA) live one
+layer up, in :mod:`jaxmu.evaluation`.
 
 References:
-    design.md §4.
+    docs/design.md#population-engine.
 """
 
 from jaxmu.population._memory import chunk_for_budget, max_models, model_bytes
-from jaxmu.population._pipelines import (
-    DesignRuns,
-    ULiRADesign,
-    cached_fit_population,
-    design_logits,
-    fscore_bootstrap_ci,
-    fscore_pipeline,
-    retrained_population_logits,
-    target_pairs,
-    ulira_design,
-    ulira_from_runs,
-    ulira_pipeline,
-)
 from jaxmu.population._population import (
     PopulationFit,
     balanced_masks,
+    cached_fit_population,
     fit_population,
     init_population,
     load_population,
@@ -44,22 +36,12 @@ from jaxmu.population._strategies import (
 
 __all__ = [
     "STRATEGIES",
-    "DesignRuns",
     "PopulationStore",
     "array_digest",
-    "design_logits",
     "method_identity",
     "pool_digest",
     "PopulationFit",
-    "ULiRADesign",
     "cached_fit_population",
-    "fscore_bootstrap_ci",
-    "fscore_pipeline",
-    "retrained_population_logits",
-    "ulira_design",
-    "ulira_pipeline",
-    "target_pairs",
-    "ulira_from_runs",
     "auto_strategy",
     "balanced_masks",
     "chunk_for_budget",

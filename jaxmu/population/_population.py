@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -24,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmu.io import (
+    cache_key,
     check_resume,
+    entry_lock,
     latest_step,
     read_meta,
     restore_checkpoint,
@@ -321,3 +324,26 @@ def predict_population(
         return predict_mask(model, p, s, pool, mask, n, batch_size)
 
     return jax.jit(map_models(one, strategy, chunk, in_axes=(0, 0)))(params, model_state)
+
+
+def cached_fit_population(cache_dir: str | None, model: Model, pool: Any, masks: Any, root: int,
+                          config: TrainConfig, *, tag: str, strategy: str = "auto",
+                          chunk: int | None = None, progress: bool = True) -> PopulationFit:
+    """:func:`fit_population` with a cache keyed by (pool, masks, model, recipe, seed, tag);
+    a killed run resumes from its last epoch checkpoint. The entry is built under a file lock
+    (:func:`jaxmu.io.entry_lock`): a second process asking for the same entry waits and
+    then loads it instead of training it again."""
+    if cache_dir is None:
+        return fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
+                              progress=progress)
+    masks = np.asarray(masks, bool)
+    key = f"{tag}_{masks.shape[0]}_{cache_key(pool, masks, model, config, root)}"
+    final = Path(cache_dir) / key / "final"
+    with entry_lock(Path(cache_dir) / key, announce=progress):
+        if latest_step(final) is not None:
+            return load_population(final, model)
+        r = fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
+                           progress=progress,
+                           checkpoint_dir=str(Path(cache_dir) / key / "epochs"))
+        save_population(r, final, model)
+        return r

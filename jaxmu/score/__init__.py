@@ -6,7 +6,7 @@ models on those rows, writes the logits as a *submission* (:func:`make_submissio
 scores it (:func:`score_submission`, or ``python -m jaxmu.score SUBMISSION.npz --task
 TASK.npz``): the competition F-score, KLoM per role, offline U-LiRA and U-RMIA, and attack
 power against the number of reference models, each with intervals, all against the
-retrained population that ``jaxmu.population.fscore_pipeline`` trains and caches for the
+retrained population that ``jaxmu.evaluation.fscore_pipeline`` trains and caches for the
 same setting. :func:`score_logits` is the computation on arrays. File formats and a
 worked example: ``docs/scoring.md``.
 

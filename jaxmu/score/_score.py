@@ -66,7 +66,7 @@ def _as_population(name: str, logits: Any) -> np.ndarray:
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``[M]`` float32 top-1 accuracies as :func:`jaxmu.population.fscore_pipeline`
+    """``[M]`` float32 top-1 accuracies as :func:`jaxmu.evaluation.fscore_pipeline`
     computes them (jax's float32 mean of the correct flags: XLA may divide by N as a
     multiplication by 1/N), so the competition score agrees with it bit for bit."""
     import jax.numpy as jnp
@@ -85,8 +85,8 @@ def _attack_report(rep: dict[str, Any]) -> dict[str, Any]:
 
 def _fscore(u: np.ndarray, r: np.ndarray, y: np.ndarray, role: np.ndarray, *,
             n_bootstrap: int, confidence: float, seed: int) -> dict[str, Any]:
+    from jaxmu.evaluation import fscore_bootstrap_ci
     from jaxmu.metrics import bootstrap_ci, competition_score, forget_quality, membership_statistic
-    from jaxmu.population import fscore_bootstrap_ci
 
     f_, r_, t_ = (np.flatnonzero(role == i) for i in range(3))
     n = min(u.shape[0], r.shape[0])
@@ -313,10 +313,10 @@ def score_logits(
       ``F * (RA_U / RA_R) * (TA_U / TA_R)`` with retain / test accuracies from the retain
       and test rows (:func:`jaxmu.metrics.forget_quality`,
       :func:`jaxmu.metrics.competition_score`), CIs from
-      :func:`jaxmu.population.fscore_bootstrap_ci` (models of both populations
+      :func:`jaxmu.evaluation.fscore_bootstrap_ci` (models of both populations
       resampled). The official F compares populations of equal size: with M unlearned
       and R retrained models it uses the first ``min(M, R)`` of each (the accuracies use
-      all). The same numbers as :func:`jaxmu.population.fscore_pipeline` on the same
+      all). The same numbers as :func:`jaxmu.evaluation.fscore_pipeline` on the same
       logits, bit for bit.
     * ``klom``: KLoM per role (:func:`jaxmu.metrics.klom_report` on
       :func:`jaxmu.metrics.margins`): the KL divergence between the unlearned and the
@@ -454,13 +454,13 @@ def task_retrained_logits(task: Task, splits: Any, *, cache_dir: str | None = No
     """``[R, N, K]`` logits of jaxmu's retrained population on the task's eval rows, in
     order, and the store's info (``from_store``, ``retrain_s``, ``wall_s``).
 
-    The population is :func:`jaxmu.population.retrained_population_logits` of the task's
+    The population is :func:`jaxmu.evaluation.retrained_population_logits` of the task's
     model, recipe, ``num_models`` and ``seed``: the one ``fscore_pipeline`` (and
     ``python -m experiments.<dataset> --eval fscore``) trains and caches for the same
     setting, read from the same store entry. Retain rows of a sampled task are picked
     from the logits on the whole retain split.
     """
-    from jaxmu.population import retrained_population_logits
+    from jaxmu.evaluation import retrained_population_logits
     from jaxmu.score._task import reference_model, reference_recipe
 
     logits, info = retrained_population_logits(
@@ -482,7 +482,7 @@ def population_eval_logits(task: Task, splits: Any, model: Any, params: Any,
     eval rows, in order: what a submission of jaxmu models holds.
 
     Each role's rows are predicted with :func:`jaxmu.population.predict_population` on
-    the pool (the same calls :func:`jaxmu.population.fscore_pipeline` makes).
+    the pool (the same calls :func:`jaxmu.evaluation.fscore_pipeline` makes).
     """
     import jax.numpy as jnp
 
@@ -503,7 +503,7 @@ def jaxmu_unlearned_logits(task: Task | str | os.PathLike, method: Any, *,
                            strategy: str = "auto", chunk: int | None = None,
                            progress: bool = False) -> np.ndarray:
     """``[M, N, K]`` logits of jaxmu's own unlearned population for a task (M = the task's
-    ``num_models``): the population :func:`jaxmu.population.fscore_pipeline` unlearns.
+    ``num_models``): the population :func:`jaxmu.evaluation.fscore_pipeline` unlearns.
 
     The original is trained on the task's train rows (forget and retain) with the task's
     model, recipe and ``seed`` (:func:`jaxmu.train.cached_fit`, as the experiment CLIs do),

@@ -427,7 +427,7 @@ def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
                 out_dir: str | Path, *, design: Mapping[str, Any], cache_dir: str | None,
                 progress: bool = True, log: Callable[[str], None] = print,
                 ) -> dict[str, dict[str, Any]]:
-    """U-LiRA (:func:`jaxmu.population.ulira_pipeline`) of each method with its
+    """U-LiRA (:func:`jaxmu.evaluation.ulira_pipeline`) of each method with its
     hyperparameters, one shared set of shadow originals (cached in ``cache_dir``).
 
     ``retrain`` retrains with ``recipe`` (:func:`jaxmu.methods.retrain.recipe_hparams`),
@@ -441,9 +441,9 @@ def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
     References:
         evaluation-spec.md §2.6; Deep Unlearn (004) §U-LiRA.
     """
+    from jaxmu.evaluation import ulira_pipeline
     from jaxmu.io import write_json
     from jaxmu.methods.retrain import recipe_hparams
-    from jaxmu.population import ulira_pipeline
 
     design = ulira_design_config(design)
     out, res = Path(out_dir), {}

@@ -1,7 +1,7 @@
 """Audit sanity on the U-LiRA sanity setting: KLoM and U-RMIA separate the original from
 retrain, and retrain against an independent retrain population sits at the null.
 
-The setting of tests/population/test_ulira_sanity.py (256 digits candidates, a wide MLP
+The setting of tests/evaluation/test_ulira_sanity.py (256 digits candidates, a wide MLP
 trained 50 epochs without weight decay so the originals memorise, 128 shadow originals x 4
 forget sets of 25% of each original's members, 16 held-out target originals). The oracle of
 KLoM is the "retrain" method on the same design with an independent key stream; auditing
@@ -34,9 +34,9 @@ pytestmark = pytest.mark.slow
 
 
 def _ulira_sanity():
-    """The setting module tests/population/test_ulira_sanity.py (loaded by path: the test
+    """The setting module tests/evaluation/test_ulira_sanity.py (loaded by path: the test
     folders are not packages)."""
-    path = Path(__file__).parents[1] / "population" / "test_ulira_sanity.py"
+    path = Path(__file__).parents[1] / "evaluation" / "test_ulira_sanity.py"
     spec = importlib.util.spec_from_file_location("_ulira_sanity_setting", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

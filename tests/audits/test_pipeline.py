@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from jaxmu.audits import AUDITS, AuditConfig, RelearnConfig, run_audits
+from jaxmu.evaluation import design_logits, ulira_design, ulira_pipeline
 from jaxmu.methods import get_method
 from jaxmu.metrics import klom_report, margins, rmia_signal, u_rmia
 from jaxmu.models import mlp
-from jaxmu.population import design_logits, ulira_design, ulira_pipeline
 from jaxmu.train import TrainConfig
 from jaxmu.types import Pool, Splits
 
@@ -114,7 +114,7 @@ def test_klom_and_urmia_equal_the_metrics_on_the_stored_logits(setting, first):
     assert list(k["forget_p95_ci"]) == list(rep["klom"]["forget_p95_ci"])
     p = rmia_signal(runs.logits, runs.y)
     n_sh = 12  # 6 shadow originals x 2 forget sets
-    from jaxmu.population import target_pairs
+    from jaxmu.evaluation import target_pairs
 
     tm = target_pairs(runs, n_sh, 0)
     u = u_rmia(p[:n_sh], runs.forget[:n_sh], runs.unseen[:n_sh], p[n_sh:],

@@ -29,9 +29,9 @@ MODEL = mlp((8, 8, 1), 10, hidden=(16,))
 
 
 def fscore(out: Path, cache: str) -> None:
+    from jaxmu.evaluation import fscore_pipeline
     from jaxmu.io import write_json
     from jaxmu.methods import get_method
-    from jaxmu.population import fscore_pipeline
     from jaxmu.train import cached_fit
 
     s = digits_subset_splits(n=96, n_forget=8, n_val=8, n_test=8)

@@ -390,7 +390,7 @@ def test_population_cache_is_built_once_by_concurrent_callers(tmp_path, tiny, mo
     (separate open file descriptions, as two processes have) and loads what the first built."""
     import threading
 
-    import jaxmu.population._pipelines as pipelines
+    import jaxmu.population._population as pipelines
 
     pool, mask = tiny
     masks = np.stack([mask, mask])

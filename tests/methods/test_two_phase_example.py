@@ -1,9 +1,12 @@
 """The two-phase example method (examples/two_phase.py): public pieces only, one optax
-optimizer shared by the forget and retain phases through ``opt_state=``."""
+optimizer shared by the forget and retain phases through ``opt_state=``, registered as a
+method with its own config class (and unregistered after, so the built-in registry that
+the conformance suite and ``--list-methods`` read stays as it is)."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import jax
@@ -13,6 +16,7 @@ import optax
 import pytest
 
 from jaxmu import losses
+from jaxmu.methods import get_method, list_methods, unregister
 from jaxmu.stages import finetune, sequence
 from jaxmu.train import split_accuracies, steps_per_epoch
 from jaxmu.types import UnlearnState
@@ -22,10 +26,19 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_phase.py"
 
 @pytest.fixture(scope="module")
 def example():
+    # Importing the file registers "two_phase"; the teardown takes it out again.
+    assert "two_phase" not in list_methods()
     spec = importlib.util.spec_from_file_location("two_phase_example", EXAMPLE)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    sys.modules[spec.name] = mod  # dataclasses resolve the config's annotations through it
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+        if "two_phase" in list_methods():
+            unregister("two_phase")
+    assert "two_phase" not in list_methods()
 
 
 def test_example_imports_only_public_jaxmu_names():
@@ -50,6 +63,27 @@ def test_two_phase_forgets_keeps_retain_and_shares_one_optimizer(example, class_
                       + steps_per_epoch(t.splits.n_retain, b))
     assert int(optax.tree_utils.tree_get(opt, "count")) == steps
     assert set(out.aux) == {example.OPT}
+
+
+def test_registered_two_phase_is_the_stage_run_as_a_method(example, class_task):
+    # get_method builds the stage from the config; Method jits it. Same numbers as the
+    # stage with the same values (one compiled program each, same key).
+    t, key = class_task, jax.random.key(0)
+    two = get_method("two_phase", rounds=2)
+    assert isinstance(two.config, example.TwoPhaseConfig) and two.config.rounds == 2
+    assert get_method(example.TwoPhaseConfig(rounds=2)).config == two.config
+    m = get_method("two_phase")  # the defaults: those of two_phase()
+    assert m.definition.config.traced_names() == ("ascent_weight", "lr", "momentum")
+    params, model_state = m.bind(t.model)(t.params, t.model_state, t.splits, key)
+    out = jax.jit(example.two_phase())(
+        UnlearnState(t.params, t.model_state, {}, t.model), t.splits, key)
+    for a, b in zip(jax.tree.leaves((params, model_state)),
+                    jax.tree.leaves((out.params, out.model_state)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    acc = split_accuracies(t.model, params, model_state, t.splits)
+    assert t.acc_original["forget"] - acc["forget"] >= 0.5 and acc["retain"] >= 0.9
+    with pytest.raises(ValueError, match="rounds must be an integer >= 1"):
+        get_method("two_phase", rounds=0)
 
 
 def _bias_counter():

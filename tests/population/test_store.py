@@ -9,16 +9,11 @@ import jax
 import numpy as np
 import pytest
 
+from jaxmu.evaluation import design_logits, ulira_design
 from jaxmu.io import CorruptCheckpointWarning
 from jaxmu.methods import get_method
 from jaxmu.models import mlp
-from jaxmu.population import (
-    PopulationStore,
-    array_digest,
-    design_logits,
-    method_identity,
-    ulira_design,
-)
+from jaxmu.population import PopulationStore, array_digest, method_identity
 from jaxmu.train import TrainConfig
 from jaxmu.types import Pool, Splits
 

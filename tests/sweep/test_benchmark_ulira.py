@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from _sweep_task import MODEL, RECIPE, splits
 
+from jaxmu.evaluation import ulira_pipeline
 from jaxmu.methods import get_method
-from jaxmu.population import ulira_pipeline
 from jaxmu.sweep import ULIRA_DEFAULTS, run_benchmark, ulira_design_config, ulira_study
 
 DESIGN = {"shadows": 4, "forget_sets": 2, "forget_fraction": 0.1, "seed": 0}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jaxmu.evaluation import fscore_bootstrap_ci
 from jaxmu.metrics import competition_score, forget_quality
-from jaxmu.population._pipelines import fscore_bootstrap_ci
 
 
 def _pops(n=24, s=6, shift=0.4, seed=0):
@@ -74,8 +74,8 @@ def test_fscore_ci_bad_inputs(kwargs, match):
 
 @pytest.mark.slow  # trains 2 x (4 + 4) tiny models: ~35 s on 2 CPU cores
 def test_fscore_pipeline_reports_f_and_score_cis(random_task):
+    from jaxmu.evaluation import fscore_pipeline
     from jaxmu.methods import get_method
-    from jaxmu.population import fscore_pipeline
     from jaxmu.train import TrainConfig
 
     t = random_task

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from _helpers import digits_subset_splits
 
-import jaxmu.population._pipelines as pipelines
+import jaxmu.evaluation._pipelines as pipelines
+from jaxmu.evaluation import ulira_pipeline
 from jaxmu.methods import get_method
 from jaxmu.models import mlp
-from jaxmu.population import ulira_pipeline
 from jaxmu.train import TrainConfig
 
 MODEL = mlp((8, 8, 1), 10, hidden=(16,))

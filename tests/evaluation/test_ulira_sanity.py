@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 
 from jaxmu.data import load_digits
+from jaxmu.evaluation import ulira_pipeline
 from jaxmu.methods import get_method
 from jaxmu.models import mlp
-from jaxmu.population import ulira_pipeline
 from jaxmu.train import TrainConfig
 from jaxmu.types import Pool, Splits
 

@@ -1,4 +1,4 @@
-"""Population pipelines: the NeurIPS-2023 competition F-score and U-LiRA.
+"""Evaluation pipelines over populations: the NeurIPS-2023 competition F-score and U-LiRA.
 
 References:
     docs/evaluation.md#the-competition-f-score (one original, N unlearning runs from it,
@@ -10,52 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmu.io import cache_key, entry_lock, latest_step
 from jaxmu.metrics import bootstrap_ci, competition_score, forget_quality, membership_statistic
 from jaxmu.metrics import ulira as ulira_metric
-from jaxmu.population._population import (
-    PopulationFit,
+from jaxmu.population import (
+    PopulationStore,
+    array_digest,
     balanced_masks,
-    fit_population,
-    load_population,
+    cached_fit_population,
+    init_population,
+    method_identity,
     model_keys,
+    pool_digest,
     predict_population,
-    save_population,
     stack_splits,
     unlearn_population,
 )
 from jaxmu.train import TrainConfig
 from jaxmu.types import Model, Splits, as_key
-
-
-def cached_fit_population(cache_dir: str | None, model: Model, pool: Any, masks: Any, root: int,
-                          config: TrainConfig, *, tag: str, strategy: str = "auto",
-                          chunk: int | None = None, progress: bool = True) -> PopulationFit:
-    """:func:`fit_population` with a cache keyed by (pool, masks, model, recipe, seed, tag);
-    a killed run resumes from its last epoch checkpoint. The entry is built under a file lock
-    (:func:`jaxmu.io.entry_lock`): a second process asking for the same entry waits and
-    then loads it instead of training it again."""
-    if cache_dir is None:
-        return fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
-                              progress=progress)
-    masks = np.asarray(masks, bool)
-    key = f"{tag}_{masks.shape[0]}_{cache_key(pool, masks, model, config, root)}"
-    final = Path(cache_dir) / key / "final"
-    with entry_lock(Path(cache_dir) / key, announce=progress):
-        if latest_step(final) is not None:
-            return load_population(final, model)
-        r = fit_population(model, pool, masks, root, config, strategy=strategy, chunk=chunk,
-                           progress=progress,
-                           checkpoint_dir=str(Path(cache_dir) / key / "epochs"))
-        save_population(r, final, model)
-        return r
 
 
 def _accuracy(logits: jax.Array, y: jax.Array) -> np.ndarray:
@@ -194,8 +171,6 @@ _FSCORE_SPLITS = ("forget", "retain", "test")
 def _fscore_identity(model: Model, splits: Splits, config: TrainConfig, seed: int,
                      num_models: int) -> dict[str, Any]:
     """The store identity shared by the F-score's retrained and unlearned populations."""
-    from jaxmu.population._store import array_digest, pool_digest
-
     return {"pool": pool_digest(splits.pool), "pool_name": splits.pool.name,
             "splits": array_digest(*(np.asarray(splits.mask(sp)) for sp in _FSCORE_SPLITS)),
             "model": model.name, "module": repr(getattr(model, "module", model)),
@@ -257,8 +232,6 @@ def retrained_population_logits(
     """
     if isinstance(num_models, bool) or int(num_models) != num_models or num_models < 2:
         raise ValueError(f"num_models must be an integer >= 2, got {num_models!r}")
-    from jaxmu.population._store import PopulationStore
-
     n = int(num_models)
 
     def build():
@@ -310,8 +283,6 @@ def fscore_pipeline(
         Triantafillou et al. 2023; docs/evaluation.md#the-competition-f-score and
         docs/statistics.md (the CIs).
     """
-    from jaxmu.population._store import PopulationStore, array_digest, method_identity
-
     n = num_models
     store = PopulationStore(cache_dir)
     base = _fscore_identity(model, splits, config, seed, n)
@@ -487,7 +458,7 @@ def design_logits(
     m*K + k)``. The logits are stored in ``<cache_dir>/populations/`` under a hash of
     everything that produced them (pool content, design masks, val split, model, recipe,
     method and hyperparameters, seed, stream, flip, jaxmu version,
-    :class:`~jaxmu.population._store.PopulationStore`) and reused by every later request
+    :class:`~jaxmu.population.PopulationStore`) and reused by every later request
     (any audit, any run); ``cache_dir=None`` stores nothing.
 
     Args:
@@ -502,13 +473,6 @@ def design_logits(
     Returns:
         a :class:`DesignRuns`.
     """
-    from jaxmu.population._store import (
-        PopulationStore,
-        array_digest,
-        method_identity,
-        pool_digest,
-    )
-
     pool = splits.pool
     m_sh, k_f = design.in_masks.shape[0], design.forget.shape[1]
     keep = tuple(int(i) for i in keep_params)
@@ -585,8 +549,6 @@ def design_logits(
         if "kept" in holder:
             params, state = holder["kept"]
         else:  # loaded: the tree structure comes from the model's initialiser
-            from jaxmu.population._population import init_population
-
             p0, s0 = init_population(model, 0, range(len(keep)))
             params, state = _unflat(kept, "p", p0), _unflat(kept, "s", s0)
     return DesignRuns(
@@ -741,6 +703,6 @@ def ulira_pipeline(
     return rep_
 
 
-__all__ = ["DesignRuns", "ULiRADesign", "cached_fit_population", "design_logits",
+__all__ = ["DesignRuns", "ULiRADesign", "design_logits",
            "fscore_bootstrap_ci", "fscore_pipeline", "retrained_population_logits",
            "target_pairs", "ulira_design", "ulira_from_runs", "ulira_pipeline"]
