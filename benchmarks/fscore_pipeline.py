@@ -71,8 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             str(args.seed), "--strategy", args.strategy, "--no-mia", "--quiet",
             "--cache-dir", f"{tmp}/cache", "--out", f"{tmp}/out", *extra])
         t0 = time.perf_counter()
-        rec = run(a, dataset)
+        run(a, dataset)  # prints nothing; writes the run's JSON record under --out
         total = time.perf_counter() - t0
+        from pathlib import Path
+
+        from jaxmu.io import read_json
+
+        rec = read_json(next(Path(f"{tmp}/out").rglob("*_fscore.json")))
     f = rec["fscore"]
     t = f["timings"]
     t_unlearn = t["unlearn_compile_s"] + t["unlearn_run_s"]

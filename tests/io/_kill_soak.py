@@ -247,8 +247,17 @@ class Soak:
                 try:
                     proc.wait(timeout=rng.uniform(0.0, self.window))
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    _, err = proc.communicate(timeout=HANG_GUARD_S)
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:  # it exited on its own at the kill time
+                        pass
+                    out, err = proc.communicate(timeout=HANG_GUARD_S)
+                    if proc.returncode == 0:  # it finished before the kill landed: no kill
+                        assert "Traceback" not in err and "warning" not in err.lower(), err
+                        end = self._check(cwd)
+                        assert end["temporaries"] == 0, "temporaries of killed writers were left"
+                        self.report_temporaries_left += end["report_temporaries"]
+                        return cwd
                     assert proc.returncode == -signal.SIGKILL, err[-3000:]
                     assert "Traceback" not in err and "warning" not in err.lower(), err[-3000:]
                     self.kills += 1
