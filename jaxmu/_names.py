@@ -120,3 +120,7 @@ DATASET_DEFAULTS: Mapping[str, DatasetDefaults] = MappingProxyType({
 })
 """Per-dataset defaults of the experiment CLIs and of :func:`jaxmu.score.export_task`
 (read-only): dataset name -> :class:`DatasetDefaults`."""
+
+REFERENCES = ("original", "retrain")
+"""Reference "methods" (the original model, the model retrained on the retain set): reported
+next to the methods, never swept or ranked."""

@@ -22,6 +22,7 @@ Example::
     print(format_run(rec)); rec.metrics["retdev"]
 """
 
+from jaxmu._names import REFERENCES
 from jaxmu.experiment._print import (
     MISSING,
     audit_summary_lines,
@@ -33,7 +34,6 @@ from jaxmu.experiment._print import (
     population_summary,
 )
 from jaxmu.experiment._run import (
-    REFERENCES,
     Fitted,
     as_method,
     fit_references,

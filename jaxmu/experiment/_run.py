@@ -35,7 +35,6 @@ from jaxmu.records import RunRecord
 
 Pair = tuple[Any, Any]
 
-REFERENCES = ("original", "retrain")
 """The reference methods: their outcome is the task's O or R, not a run."""
 
 

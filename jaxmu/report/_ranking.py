@@ -32,11 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxmu._names import REFERENCES
 from jaxmu.report._validate import GROUPS
-
-REFERENCES = ("original", "retrain")
-"""Reference "methods" (the original model, the model retrained on the retain set): reported
-next to the methods, never swept or ranked."""
 
 LOWER_IS_BETTER = {"retdev": True, "indisc_test": False, "indisc_val": False,
                    "indisc": False, "rte": False}
