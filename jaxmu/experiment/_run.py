@@ -6,10 +6,10 @@ the retain rows, run the method from O, evaluate it against O and R
 (:func:`jaxmu.evaluate`), optionally judge it on a population (F-score, U-LiRA, audits),
 and return a :class:`~jaxmu.experiment.RunRecord`.
 
-The reference methods read what they need from the task instead of running:
-``retrain`` *is* R (the exact answer, costing R's training time) and ``original`` *is* O
-(no cost); inside a population, ``retrain`` retrains with the task's own recipe
-(:func:`reference_hparams`).
+The reference methods (:class:`jaxmu.methods.Reference`) read what they need from the
+trained task instead of running: ``retrain`` *is* R (the exact answer, costing R's training
+time) and ``original`` *is* O (no cost); inside a population, ``retrain`` retrains with the
+task's own recipe (:meth:`jaxmu.methods.Method.for_recipe`).
 """
 
 from __future__ import annotations
@@ -85,33 +85,17 @@ def as_method(method: str | Method, hparams: Mapping[str, Any] | None = None) ->
     return get_method(method, **(hparams or {}))
 
 
-def reference_hparams(method: Method, recipe: Any,
-                      given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Hyperparameters of ``method`` when it runs inside a population: ``retrain``
-    retrains with the O/R ``recipe`` (except for the keys in ``given``), so a population's
-    exact answer is trained as R was; other methods keep theirs."""
-    if method.definition.name != "retrain":
-        return dict(method.hp)
-    from jaxmu.methods.retrain import recipe_hparams
-
-    return {**method.hp, **{k: v for k, v in recipe_hparams(recipe).items()
-                            if k not in (given or {})}}
-
-
 def _finite(tree) -> bool:
     return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(tree)
                if np.issubdtype(np.asarray(x).dtype, np.floating))
 
 
 def unlearn(fitted: Fitted, method: Method) -> tuple[Pair, float, float]:
-    """``(unlearned pair, run seconds, compile seconds)`` of ``method`` from O; the
-    references are read from ``fitted``: ``retrain`` is R (R's training time), ``original``
-    is O (no time)."""
-    name = method.definition.name
-    if name == "retrain":
-        return fitted.retrained, fitted.retrain_seconds, fitted.retrain_compile_seconds
-    if name == "original":
-        return fitted.original, 0.0, 0.0
+    """``(unlearned pair, run seconds, compile seconds)`` of ``method`` from O; a reference
+    method reads its answer from ``fitted`` (:class:`jaxmu.methods.Reference`: ``retrain``
+    is R with R's training time, ``original`` is O at no cost)."""
+    if method.is_reference:
+        return method.definition.reference.outcome(fitted)
     return timed(method.bind(fitted.model).jitted, *fitted.original, fitted.splits,
                  method_key(fitted.seed))
 
@@ -166,18 +150,17 @@ def population_eval(evaluation: Evaluation, model, splits, original: Pair | None
     """The population evaluation ``evaluation.kind`` of ``method`` (not ``"single"``):
     :func:`jaxmu.evaluation.fscore_pipeline`, :func:`~jaxmu.evaluation.ulira_pipeline` or
     :func:`jaxmu.audits.run_audits` (against retraining with ``recipe`` as the oracle).
-    ``retrain`` retrains with ``recipe`` except for the hyperparameters in ``given``."""
+    A reference method takes ``recipe``'s hyperparameters (``retrain`` retrains as R was
+    trained) except for those in ``given``."""
     ev = evaluation
-    method = method.with_hparams(**reference_hparams(method, recipe, given)) \
-        if method.definition.name == "retrain" else method
+    method = method.for_recipe(recipe, keep=tuple(given or ()))
     if ev.audits:
         from jaxmu.audits import AuditConfig, run_audits
-        from jaxmu.methods.retrain import recipe_hparams
 
         config = ev.audit or AuditConfig(num_shadows=ev.shadows, num_forget_sets=ev.forget_sets,
                                          forget_fraction=forget_fraction, flip=ev.ulira_flip,
                                          seed=seed)
-        oracle = get_method("retrain", **recipe_hparams(recipe)).bind(model)
+        oracle = get_method("retrain").for_recipe(recipe).bind(model)
         return run_audits(model, splits, method.bind(model), ev.audits, oracle_method=oracle,
                           config=config, recipe=recipe, strategy=ev.strategy, chunk=ev.chunk,
                           cache_dir=cache_dir, plot_dir=plot_dir, progress=progress)

@@ -244,9 +244,10 @@ class Scenario:
     def resolved_methods(self) -> list[Any]:
         """The methods, ``method`` carrying ``hparams`` (the exact baselines never do)."""
         from jaxmu.methods import get_method
+        from jaxmu.scenarios import EXACT
 
         return [get_method(m, **self.hparams) if m == self.method and self.hparams
-                and m not in ("retrain", "sisa") else m for m in self.methods]
+                and m not in EXACT else m for m in self.methods]
 
 
 _COUNTS = ("trials", "search_seeds", "seeds", "population_size", "trial_batch")

@@ -47,9 +47,36 @@ from jaxmu.types import Model, Splits, Stage, UnlearnState, as_key
 
 __all__ = ["BATCH", "COMMON", "E_MAX", "EPOCHS", "EPOCHS_FLOAT", "ETA_MIN", "HP", "LR",
            "MOMENTUM", "NOTHING", "TEMPERATURE", "UNIT", "WD", "Method", "MethodConfig",
-           "MethodDef", "Need", "Preset", "degenerate_reason", "get_method", "hparam",
-           "list_methods", "parse_hp", "register", "register_preset",
-           "unregister"]
+           "MethodDef", "Need", "Preset", "Reference", "degenerate_reason", "get_method",
+           "hparam", "list_methods", "parse_hp", "reference_methods", "register",
+           "register_preset", "unregister"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """Declares a reference method: one whose answer an experiment already holds.
+
+    An experiment trains, per seed, the original model O on the training rows and the
+    retrained model R on the retain rows (from the same init, with the task's recipe).
+    A reference method (``original`` is O, ``retrain`` is R) is answered from those
+    instead of being run, so a study reports it next to the methods at no extra cost and
+    never searches or ranks it. Inside a population (U-LiRA, F-score, audits), where every
+    model is unlearned by running the method, it takes its hyperparameters from the task's
+    training recipe so it reproduces how O or R was trained.
+
+    Attributes:
+        outcome: ``outcome(trained) -> ((params, model_state), run_seconds,
+            compile_seconds)`` where ``trained`` holds the task's models and their costs:
+            attributes ``original`` and ``retrained`` (``(params, model_state)`` pairs),
+            ``original_seconds``, ``retrain_seconds`` and ``retrain_compile_seconds``
+            (a :class:`jaxmu.experiment.Fitted`).
+        from_recipe: ``from_recipe(recipe) -> hyperparameters`` equal to a training recipe
+            (:class:`jaxmu.train.TrainConfig`), or None: the method keeps its own inside a
+            population.
+    """
+
+    outcome: Callable[[Any], tuple[tuple[Any, Any], float, float]]
+    from_recipe: Callable[[Any], dict[str, Any]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +95,7 @@ class MethodDef:
     paper: str
     section: str
     random: bool = True
+    reference: Reference | None = None
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -144,14 +172,19 @@ def register(
     paper: str,
     section: str,
     random: bool = True,
+    reference: Reference | None = None,
 ) -> Callable[[Callable[[Any], Stage]], Callable[[Any], Stage]]:
     """Decorator registering a builder ``build(config) -> Stage`` under ``name``.
 
     ``config`` is the method's frozen :class:`MethodConfig` subclass (defaults, search
     space, checks, ``touches``, ``needs``); ``summary`` is its one-line recipe
     (``--list-methods``), ``paper`` its source, ``section`` where the docs describe it;
-    ``random``: whether the output depends on the key.
+    ``random``: whether the output depends on the key; ``reference``: how an experiment
+    answers it from its trained models (see :class:`Reference`), None for a method that
+    runs.
     """
+    if reference is not None and not isinstance(reference, Reference):
+        raise ValueError(f"{name}: reference must be a Reference, got {reference!r}")
     if not (isinstance(config, type) and issubclass(config, MethodConfig)
             and dataclasses.is_dataclass(config)):
         raise ValueError(f"{name}: config must be a MethodConfig dataclass, got {config!r}")
@@ -163,7 +196,8 @@ def register(
         if name in _REGISTRY or name in _PRESETS:
             raise ValueError(f"method {name!r} registered twice")
         config.method = name
-        _REGISTRY[name] = MethodDef(name, build, config, summary, paper, section, random)
+        _REGISTRY[name] = MethodDef(name, build, config, summary, paper, section, random,
+                                    reference)
         _BY_CONFIG[config] = name
         return build
 
@@ -274,6 +308,24 @@ class Method:
     def search_space(self) -> dict[str, HP]:
         return dict(self.definition.space)
 
+    @property
+    def is_reference(self) -> bool:
+        """Whether an experiment answers this method from its trained models instead of
+        running it (see :class:`Reference`)."""
+        return self.definition.reference is not None
+
+    def for_recipe(self, recipe: Any, keep: Sequence[str] = ()) -> Method:
+        """This method as it runs inside a population trained with ``recipe`` (a
+        :class:`jaxmu.train.TrainConfig`): a reference method that declares
+        ``from_recipe`` takes the recipe's hyperparameters (except those named in
+        ``keep``), so a population's R is trained as the experiment's R was; any other
+        method is returned unchanged."""
+        ref = self.definition.reference
+        if ref is None or ref.from_recipe is None:
+            return self
+        return self.with_hparams(**{k: v for k, v in ref.from_recipe(recipe).items()
+                                    if k not in keep})
+
     def bind(self, model: Model) -> Method:
         """Returns this method bound to ``model`` (needed before calling it)."""
         return dataclasses.replace(self, model=model)
@@ -379,6 +431,12 @@ def unregister(name: str) -> None:
     _BY_CONFIG.pop(defn.config, None)
     for p in [p for p, preset in _PRESETS.items() if preset.base == name]:
         del _PRESETS[p]
+
+
+def reference_methods() -> tuple[str, ...]:
+    """Names of the registered reference methods (see :class:`Reference`), in
+    registration order: ``("original", "retrain")`` for the built-in ones."""
+    return tuple(n for n, d in _REGISTRY.items() if d.reference is not None)
 
 
 def list_methods(include_presets: bool = True) -> list[str]:

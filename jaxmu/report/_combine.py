@@ -22,7 +22,7 @@ from typing import Any
 
 from jaxmu.report import _plots
 from jaxmu.report._format import DASH, fmt_value, md_table
-from jaxmu.report._ranking import REFERENCES, ranking_rows, setting_name, study_ranking
+from jaxmu.report._ranking import is_reference, ranking_rows, setting_name, study_ranking
 from jaxmu.report._tables import RANKING_TITLES, ranking_table_markdown, sorted_ranking
 from jaxmu.report._validate import GROUPS, json_safe, validate_ranking, validate_study
 from jaxmu.report._write import write_dir_atomically
@@ -31,7 +31,7 @@ KIND = "combined"
 """``combined["kind"]``: tells a combined study from a single-setting one."""
 
 
-def _seed_count(study: Mapping, references: Sequence[str]) -> int | None:
+def _seed_count(study: Mapping) -> int | None:
     """Final-run seeds of a study: ``config["seeds"]`` (a count, or a list of seeds), else
     the most runs any ranked method has; None when there is none."""
     s = study["config"].get("seeds")
@@ -39,7 +39,8 @@ def _seed_count(study: Mapping, references: Sequence[str]) -> int | None:
         return int(s)
     if isinstance(s, Sequence) and not isinstance(s, str | bytes):
         return len(s)
-    counts = [len(m["runs"]) for n, m in study["methods"].items() if n not in references]
+    counts = [len(m["runs"]) for n, m in study["methods"].items()
+              if not is_reference(n, m)]
     return max(counts) if counts else None
 
 
@@ -107,7 +108,7 @@ def combine_studies(studies: Sequence[Mapping], *, sources: Sequence[str] | None
             raise ValueError(f"settings of {seen[name]} and {label} share the label {name!r}")
         seen[key] = seen[name] = label
 
-    counts = {_seed_count(s, REFERENCES) for s in studies}
+    counts = {_seed_count(s) for s in studies}
     seeds = counts.pop() if len(counts) == 1 else None
     ranking = study_ranking([row for s in studies for row in ranking_rows(s)], seeds)
     settings = []
@@ -116,9 +117,9 @@ def combine_studies(studies: Sequence[Mapping], *, sources: Sequence[str] | None
         settings.append({
             "setting": setting_name(study), "dataset": study["dataset"],
             "model": study["model"], "source": None if sources is None else labels[i],
-            "methods": [m for m in study["methods"] if m not in REFERENCES],
-            "references": [m for m in study["methods"] if m in REFERENCES],
-            "seeds": _seed_count(study, REFERENCES),
+            "methods": [m for m, v in study["methods"].items() if not is_reference(m, v)],
+            "references": [m for m, v in study["methods"].items() if is_reference(m, v)],
+            "seeds": _seed_count(study),
             "search_seeds": config.get("search_seeds"), "trials": config.get("trials"),
             "groups": _groups(study_ranking(ranking_rows(study), seeds))})
     return {"kind": KIND, "seeds": seeds, "ranking": ranking, "settings": settings}

@@ -130,16 +130,24 @@ def setting_name(study: Mapping[str, Any]) -> str:
     return f"{study['dataset']}-{study['model']}"
 
 
+def is_reference(name: str, entry: Mapping[str, Any]) -> bool:
+    """Whether a study's method entry is a reference (O or R, reported but never ranked):
+    its ``reference`` flag, or for a study written before the flag existed, its name in
+    :data:`REFERENCES`."""
+    flag = entry.get("reference")
+    return bool(flag) if flag is not None else name in REFERENCES
+
+
 def ranking_rows(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows of :func:`rank_methods` of one study: one per (method, final run), the
-    references (:data:`REFERENCES`) left out, ``setting`` = :func:`setting_name`, the run's
+    references (:func:`is_reference`) left out, ``setting`` = :func:`setting_name`, the run's
     metrics as row keys (``None``, NaN in a study read back from JSON, becomes NaN), and
     ``degenerate``: the method's entry of that name (None when absent)."""
     setting = setting_name(study)
     return [{"setting": setting, "method": m, "seed": r["seed"], "usable": r["usable"],
              "degenerate": v.get("degenerate"),
              **{k: math.nan if x is None else x for k, x in r.get("metrics", {}).items()}}
-            for m, v in study["methods"].items() if m not in REFERENCES for r in v["runs"]]
+            for m, v in study["methods"].items() if not is_reference(m, v) for r in v["runs"]]
 
 
 def study_ranking(rows: Sequence[Mapping[str, Any]], seeds: int | None

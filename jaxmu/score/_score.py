@@ -513,8 +513,8 @@ def jaxmu_unlearned_logits(task: Task | str | os.PathLike, method: Any, *,
 
     Args:
         task: the task (or its file).
-        method: a method name or :class:`jaxmu.methods.Method` ("retrain" uses the task's
-            recipe).
+        method: a method name or :class:`jaxmu.methods.Method` (a reference method takes
+            the task's recipe: :meth:`jaxmu.methods.Method.for_recipe`).
 
     Returns:
         float32 logits on the eval rows, in order.
@@ -532,11 +532,7 @@ def jaxmu_unlearned_logits(task: Task | str | os.PathLike, method: Any, *,
     model = reference_model(t)
     recipe = reference_recipe(t)
     m = method if isinstance(method, Method) else get_method(str(method))
-    if m.definition.name == "retrain":
-        from jaxmu.methods.retrain import recipe_hparams
-
-        m = m.with_hparams(**recipe_hparams(recipe))
-    bound = m.bind(model)
+    bound = m.for_recipe(recipe).bind(model)
     po, so, _ = cached_fit(cache_dir, model, splits.pool, splits.mask("train"), t.seed, recipe,
                            progress=progress)
     keys = model_keys(jax.random.fold_in(as_key(t.seed), 99), range(t.num_models))

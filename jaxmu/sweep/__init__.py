@@ -12,10 +12,10 @@ References:
     methods-spec.md §1, §4, §8; Cadet et al., Deep Unlearn (2024) §4-5.
 """
 
+from jaxmu._names import REFERENCES
 from jaxmu.methods import method_key
 from jaxmu.report import GROUPS, performance_groups, rank_methods
 from jaxmu.sweep._benchmark import (
-    REFERENCES,
     ULIRA_DEFAULTS,
     audit_names_of,
     audit_study,

@@ -34,10 +34,10 @@ import numpy as np
 
 from jaxmu.experiment import AUDIT_EVALS, Evaluation, Fitted, Plan, Study, Task, run_fitted
 from jaxmu.io import read_json
-from jaxmu.methods import degenerate_reason, get_method, list_methods
+from jaxmu.methods import degenerate_reason, get_method, list_methods, reference_methods
 from jaxmu.metrics import MIASkippedWarning
 from jaxmu.records import MethodResult, RunRecord, StudyRecord
-from jaxmu.report import REFERENCES, ranking_rows, study_ranking, write_report
+from jaxmu.report import ranking_rows, study_ranking, write_report
 from jaxmu.sweep._study import (
     SweepTask,
     best_hparams,
@@ -55,8 +55,8 @@ other numeric run metric too (:func:`summary_metrics`)."""
 
 def default_methods() -> list[str]:
     """Every registered method except presets (same search space as their base) and the
-    references (original, retrain)."""
-    return [m for m in list_methods(include_presets=False) if m not in REFERENCES]
+    reference methods (original, retrain: :func:`jaxmu.methods.reference_methods`)."""
+    return [m for m in list_methods(include_presets=False) if m not in reference_methods()]
 
 
 def e_max(original_epochs: int) -> int:
@@ -89,8 +89,9 @@ def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
 
     ``usable`` is False when the unlearned parameters or its accuracies are not finite
     (the paper's "does not produce usable models", which sends a method to group F).
-    The references are read from the task: ``original`` returns O (no time), ``retrain``
-    returns R with R's training time.
+    A reference method reads its answer from the task (:class:`jaxmu.methods.Reference`:
+    ``original`` returns O at no cost, ``retrain`` returns R with R's training time) and
+    ignores ``hparams``.
 
     Returns:
         The final-run form of :class:`jaxmu.records.RunRecord` (``method``, ``seed``,
@@ -98,7 +99,9 @@ def final_run(task: SweepTask, method_name: str, hparams: dict[str, Any], *,
     """
     fitted = Fitted(task.model, task.splits, task.seed, task.original, task.retrained,
                     retrain_seconds=task.reference_seconds)
-    method = get_method(method_name, **({} if method_name in REFERENCES else hparams))
+    method = get_method(method_name)
+    if not method.is_reference:
+        method = method.with_hparams(**hparams)
     rec = run_fitted(fitted, method, classifier_mias=classifier_mias, forget_losses=True)
     rec.method, rec.hparams = method_name, hparams
     for note in rec.warnings:  # shown as before (the record of a final run has no notes)
@@ -292,8 +295,9 @@ def run_benchmark(
     config["splits_hash"] = _splits_hash(splits)
     write_json(out / "config.json", {**config, "provenance": provenance()})
     t_start = time.perf_counter()
+    references = reference_methods()
     for m in methods:  # marked in study.methods and the ranking rows; said once up front
-        why = None if m in REFERENCES else degenerate_reason(m, None, model)
+        why = None if m in references else degenerate_reason(m, None, model)
         if why:
             log(f"warning: {why}")
 
@@ -311,7 +315,7 @@ def run_benchmark(
     bar = _bar(progress, len(methods) * len(search_seeds), "search")
     t0 = time.perf_counter()
     for m in methods:
-        if m in REFERENCES:
+        if m in references:  # answered from the task, never searched
             continue
         studies = []
         for s in search_seeds:
@@ -338,11 +342,12 @@ def run_benchmark(
 
     t0 = time.perf_counter()
     study = StudyRecord(config["dataset"], model.name, config)
-    bar = _bar(progress, (len(methods) + len(REFERENCES)) * seeds, "final runs")
-    for m in [*REFERENCES, *methods]:
+    runs_of = [*references, *(m for m in methods if m not in references)]
+    bar = _bar(progress, len(runs_of) * seeds, "final runs")
+    for m in runs_of:
         if m in study.methods:
             continue
-        hp = best.get(m, {}).get("hparams", get_method(m).hp if m not in REFERENCES else {})
+        hp = best.get(m, {}).get("hparams", get_method(m).hp if m not in references else {})
         runs: list[RunRecord] = []
         for s in range(seeds):
             path = out / "runs" / m / f"seed{s}.json"
@@ -353,10 +358,10 @@ def run_benchmark(
                 runs.append(final_run(task(s), m, hp, classifier_mias=classifier_mias))
                 write_json(path, runs[-1])
             bar.update(1)
-        why = None if m in REFERENCES else degenerate_reason(m, hp, model)
+        why = None if m in references else degenerate_reason(m, hp, model)
         study.methods[m] = MethodResult(hp, runs, summarize(runs),
                                         search=best.get(m, {}).get("search"),
-                                        reference=m in REFERENCES, degenerate=why)
+                                        reference=m in references, degenerate=why)
     bar.close()
     t_final = time.perf_counter() - t0
 
@@ -423,6 +428,17 @@ def ulira_design_config(ulira: Mapping[str, Any]) -> dict[str, Any]:
     return d
 
 
+def _population_method(name: str, hp: Mapping[str, Any], recipe) -> tuple[Any, dict]:
+    """The method ``name`` as a population runs it, and the hyperparameters recorded for it:
+    a reference method takes the recipe's (:meth:`jaxmu.methods.Method.for_recipe`;
+    ``hp`` is ignored), any other method ``hp``."""
+    method = get_method(name)
+    if method.is_reference:
+        method = method.for_recipe(recipe)
+        return method, method.hp
+    return method.with_hparams(**hp), dict(hp)
+
+
 def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
                 out_dir: str | Path, *, design: Mapping[str, Any], cache_dir: str | None,
                 progress: bool = True, log: Callable[[str], None] = print,
@@ -430,7 +446,8 @@ def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
     """U-LiRA (:func:`jaxmu.evaluation.ulira_pipeline`) of each method with its
     hyperparameters, one shared set of shadow originals (cached in ``cache_dir``).
 
-    ``retrain`` retrains with ``recipe`` (:func:`jaxmu.methods.retrain.recipe_hparams`),
+    A reference method takes ``recipe``'s hyperparameters
+    (:meth:`jaxmu.methods.Method.for_recipe`: ``retrain`` retrains as R was trained);
     ``original`` is the no-op: the two anchors (about 0.5 and clearly above). Each result is
     written to ``out_dir/<method>.json`` and reused when its hyperparameters and design match.
 
@@ -443,12 +460,11 @@ def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
     """
     from jaxmu.evaluation import ulira_pipeline
     from jaxmu.io import write_json
-    from jaxmu.methods.retrain import recipe_hparams
 
     design = ulira_design_config(design)
     out, res = Path(out_dir), {}
     for m, hp in hparams.items():
-        hp = recipe_hparams(recipe) if m == "retrain" else dict(hp)
+        method, hp = _population_method(m, hp, recipe)
         path = out / f"{m}.json"
         want = json.loads(json.dumps({"hparams": hp, "design": design}))
         if path.exists():
@@ -456,7 +472,7 @@ def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
             if {"hparams": old.get("hparams"), "design": old.get("design")} == want:
                 res[m] = old["ulira"]
                 continue
-        rep = ulira_pipeline(model, splits, get_method(m, **hp).bind(model),
+        rep = ulira_pipeline(model, splits, method.bind(model),
                              num_shadows=design["shadows"], num_forget_sets=design["forget_sets"],
                              forget_fraction=design["forget_fraction"], seed=design["seed"],
                              config=recipe, cache_dir=cache_dir, progress=progress)
@@ -562,17 +578,16 @@ def audit_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
     """
     from jaxmu.audits import run_audits
     from jaxmu.io import write_json
-    from jaxmu.methods.retrain import recipe_hparams
 
     names = audit_names_of(audits)
     config = _audit_config(config)
     if not isinstance(hparams, Mapping):
         raise ValueError(f"hparams: expected a mapping method -> hyperparameters, got "
                          f"{type(hparams).__name__}")
-    oracle = get_method("retrain", **recipe_hparams(recipe)).bind(model)
+    oracle = get_method("retrain").for_recipe(recipe).bind(model)
     out, res = Path(out_dir), {}
     for m, hp in hparams.items():
-        hp = recipe_hparams(recipe) if m == "retrain" else dict(hp)
+        method, hp = _population_method(m, hp, recipe)
         path = out / f"{m}.json"
         want = json.loads(json.dumps({"hparams": hp, "audits": list(names),
                                       "config": _config_dict(config),
@@ -582,7 +597,7 @@ def audit_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
             if {k: old.get(k) for k in want} == want and isinstance(old.get("report"), dict):
                 res[m] = _here(old["report"], out / m)
                 continue
-        rep = run_audits(model, splits, get_method(m, **hp).bind(model), names,
+        rep = run_audits(model, splits, method.bind(model), names,
                          oracle_method=oracle, config=config, recipe=recipe,
                          strategy=strategy, chunk=chunk, cache_dir=cache_dir,
                          plot_dir=out / m, progress=progress)

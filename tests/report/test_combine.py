@@ -94,6 +94,20 @@ def test_settings_summary_and_groups_add_up(studies):
     assert combine_studies(studies[:1])["ranking"] == studies[0]["ranking"]
 
 
+def test_references_come_from_the_study_flag_not_the_name():
+    """A study marks its reference methods ("reference": true, as run_benchmark writes
+    them); the report leaves those out of the ranking whatever their names, and an
+    unflagged study (written before the flag) falls back to original/retrain by name."""
+    study = synthetic_study("digits", "mlp")
+    assert {r["method"] for r in ranking_rows(study)} == {"A", "B", "C", "D"}  # by name
+    study["methods"]["A"]["reference"] = True  # a user's own reference method
+    study["methods"]["retrain"]["reference"] = False  # explicitly ranked
+    assert {r["method"] for r in ranking_rows(study)} == {"B", "C", "D", "retrain"}
+    s = combine_studies([study])["settings"][0]
+    assert s["references"] == ["original", "A"]
+    assert s["methods"] == ["retrain", "B", "C", "D"]
+
+
 def test_json_nulls_and_list_seeds(studies):
     """A study read back from results.json (NaN as null) and config seeds as a list."""
     studies[0]["methods"]["C"]["runs"][1]["metrics"]["retdev"] = None  # C fails RetDev
