@@ -13,7 +13,9 @@ Deep Unlearn's Table 1 over settings, and :func:`write_combined_report` writes i
 :func:`ranking_rows`) lives here too, and ``jaxmu.sweep`` re-exports it.
 
 References:
-    Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4, §6, §7, §8.
+    Cadet et al., Deep Unlearn (2024) Tables 1-2. In this repository: the metrics in
+    docs/evaluation.md, the ranking in docs/evaluation.md#ranking, the hyperparameter
+    search in docs/methods.md#search.
 """
 
 from jaxmu.report._audit_tables import (

@@ -8,7 +8,8 @@ Table 1. :func:`write_combined_report` writes it as ``report.md``, ``ranking.png
 RTE and hyperparameter tables are per setting) and rejects a combined study.
 
 References:
-    Deep Unlearn (paper 004) §4 "Ranking" and Table 1; methods-spec.md §8.
+    Cadet et al., Deep Unlearn (2024) §4 "Ranking" and Table 1; jaxmu's procedure:
+    docs/evaluation.md#ranking.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def combine_studies(studies: Sequence[Mapping], *, sources: Sequence[str] | None
             duplicate setting, or ``sources`` of the wrong length.
 
     References:
-        Deep Unlearn (paper 004) Table 1; methods-spec.md §8.
+        Cadet et al., Deep Unlearn (2024) Table 1; docs/evaluation.md#ranking.
     """
     studies = list(studies)
     if not studies:

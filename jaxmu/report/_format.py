@@ -1,7 +1,8 @@
 """Number formatting, markdown tables and per-method statistics for the report.
 
 References:
-    methods-spec.md §6 (metrics), §8 (ranking).
+    docs/evaluation.md (the metrics), docs/evaluation.md#ranking (the G1/G2/G3/F groups),
+    docs/statistics.md#bootstrap-units (the intervals).
 """
 
 from __future__ import annotations

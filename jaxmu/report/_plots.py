@@ -6,8 +6,8 @@ the caller's global backend, e.g. a notebook's inline backend, is left untouched
 function returns False, writing nothing, when the study has no data for its figure.
 
 References:
-    Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §6 (metrics), §7 (U-LiRA),
-    §8 (ranking).
+    Cadet et al., Deep Unlearn (2024) Tables 1-2; docs/evaluation.md (metrics; #u-lira,
+    #ranking).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ turns one benchmark study (the dict of :func:`jaxmu.sweep.run_benchmark`) into s
 ``jaxmu.report`` so that both the benchmark (``jaxmu.sweep``) and the report builders use
 them without the two packages importing each other.
 
-The exact procedure (the paper names agglomerative clustering with cut-offs giving three
-clusters but not the linkage, features or cut-offs; the reference code has no ranking,
-methods-spec §8). jaxmu's documented choice:
+The paper names agglomerative clustering with cut-offs giving three clusters but not the
+linkage, features or cut-offs, and the reference code has no ranking, so the exact
+procedure is jaxmu's choice (also in docs/evaluation.md#ranking):
 
 1. Per setting (dataset, architecture) and method, average the metric over the seeds
    (RetDev: lower is better; indiscernibility: higher is better). A method with fewer
@@ -21,7 +21,7 @@ methods-spec §8). jaxmu's documented choice:
    paper's Table 1 where FT and MSG are both 1st).
 
 References:
-    Cadet et al., Deep Unlearn (2024) §4 "Ranking" and Table 1; methods-spec.md §8.
+    Cadet et al., Deep Unlearn (2024) §4 "Ranking" and Table 1; docs/evaluation.md#ranking.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """RECIPES.md: the exact command behind every number of a benchmark report.
 
 References:
-    methods-spec.md §4.3 (the chosen hyperparameters, one setting per method and dataset).
+    docs/methods.md#search: each method's final runs all use one hyperparameter setting,
+    the best search trial across the seed studies, per dataset and architecture.
 """
 
 from __future__ import annotations

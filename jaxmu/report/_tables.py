@@ -2,8 +2,8 @@
 hyperparameters, U-LiRA, budget and provenance.
 
 References:
-    Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4 (HP search), §6 (metrics),
-    §6.5 (RTE), §7 (U-LiRA), §8 (ranking).
+    Cadet et al., Deep Unlearn (2024) Tables 1-2. In this repository: docs/methods.md#search
+    (HP search), docs/evaluation.md (metrics; #run-time-and-rte, #u-lira, #ranking).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def ranking_table_markdown(ranking: Mapping | None,
         ValueError: on a malformed ranking.
 
     References:
-        Deep Unlearn (paper 004) Table 1; methods-spec.md §8.
+        Cadet et al., Deep Unlearn (2024) Table 1; docs/evaluation.md#ranking.
     """
     validate_ranking(ranking)
     sides = [sorted_ranking((ranking or {}).get(m)) for m in RANKING_TITLES]
@@ -143,7 +143,8 @@ def rte_table_markdown(study: Mapping) -> str:
         ValueError: on a study that breaks the contract of :func:`validate_study`.
 
     References:
-        Deep Unlearn (paper 004) Table 2; methods-spec.md §6.5.
+        Cadet et al., Deep Unlearn (2024) Table 2 and eq. 4 (RTE = T_R / T_U, above 1 is
+        faster than retraining); docs/evaluation.md#run-time-and-rte.
     """
     validate_study(study)
     methods = study["methods"]

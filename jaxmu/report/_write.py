@@ -1,7 +1,8 @@
 """``write_report``: a study dict -> report.md, results.csv, results.json and PNG figures.
 
 References:
-    Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4, §6, §7, §8.
+    Cadet et al., Deep Unlearn (2024) Tables 1-2; docs/evaluation.md (metrics, U-LiRA,
+    ranking: #ranking), docs/methods.md#search (the hyperparameter search).
 """
 
 from __future__ import annotations
@@ -209,7 +210,8 @@ def write_report(study: Mapping, out_dir: str | os.PathLike) -> Path:
             being an existing file.
 
     References:
-        Deep Unlearn (paper 004) Tables 1-2; methods-spec.md §4, §6, §7, §8.
+        Cadet et al., Deep Unlearn (2024) Tables 1-2; docs/evaluation.md (metrics, U-LiRA,
+        ranking: #ranking), docs/methods.md#search (the hyperparameter search).
     """
     validate_study(study)
     payload = json.dumps(_results_json(study), indent=2, allow_nan=False) + "\n"

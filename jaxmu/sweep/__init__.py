@@ -9,7 +9,8 @@ with U-LiRA of every method on request (:func:`ulira_study`) and every audit of
 :mod:`jaxmu.audits` on one shared design population (:func:`audit_study`).
 
 References:
-    methods-spec.md §1, §4, §8; Cadet et al., Deep Unlearn (2024) §4-5.
+    Cadet et al., Deep Unlearn (2024) §4-5; docs/methods.md#search (objective, sampler,
+    selection), docs/evaluation.md#ranking (Table 1).
 """
 
 from jaxmu._names import REFERENCES

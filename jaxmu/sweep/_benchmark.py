@@ -17,7 +17,8 @@ Layout of ``out_dir`` (every step resumes from what is already there):
 * ``report/`` – ``report.md``, ``results.csv``, ``results.json`` and PNG figures.
 
 References:
-    methods-spec.md §1 (pipeline), §4 (search), §8 (ranking); Deep Unlearn Tables 1-2.
+    Cadet et al., Deep Unlearn (2024) §4 and Tables 1-2; docs/methods.md#search (the
+    search and the final runs), docs/evaluation.md#ranking (Table 1).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def default_methods() -> list[str]:
 
 
 def e_max(original_epochs: int) -> int:
-    """The unlearning epoch budget: ceil(0.2 x original epochs) (methods-spec §4.1)."""
+    """The unlearning epoch budget E_max = ceil(0.2 x the original's epochs), Deep Unlearn's
+    bound on searched epochs (37 for 182 epochs, 10 for 50; docs/methods.md#hyperparameters)."""
     return max(1, math.ceil(0.2 * original_epochs - 1e-9))
 
 
@@ -145,7 +147,7 @@ def summarize(runs: Sequence[RunRecord | Mapping[str, Any]], metrics: Sequence[s
 
     References:
         :func:`jaxmu.metrics.bootstrap_ci` (percentile bootstrap over seeds);
-        methods-spec.md §8; evaluation-spec.md §2.6-9.
+        docs/statistics.md#bootstrap-units (seeds are the independent unit).
     """
     from jaxmu.metrics import bootstrap_ci
 
@@ -199,7 +201,7 @@ def run_benchmark(
 
     1. O and R for every seed in ``search_seeds`` and ``range(seeds)`` (cached);
     2. per method, an NSGA-III study of ``trials`` complete trials per search seed, the best
-       trial across them by the L2 norm of the 4 objectives (methods-spec §4.2-4.3);
+       trial across them by the L2 norm of the 4 objectives (docs/methods.md#search);
     3. ``seeds`` final runs with the chosen hyperparameters, fully evaluated, plus the
        references O and R; per-metric mean and bootstrap CI over seeds;
     4. the Table 1 ranking on RetDev and on indiscernibility (test MIA), Failed included;
@@ -456,7 +458,8 @@ def ulira_study(model, splits, recipe, hparams: Mapping[str, Mapping[str, Any]],
         ``per_example_accuracy``, timings).
 
     References:
-        evaluation-spec.md §2.6; Deep Unlearn (004) §U-LiRA.
+        docs/evaluation.md#u-lira (jaxmu's protocol); Cadet et al., Deep Unlearn (2024),
+        U-LiRA.
     """
     from jaxmu.evaluation import ulira_pipeline
     from jaxmu.io import write_json

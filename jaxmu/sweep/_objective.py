@@ -1,7 +1,8 @@
 """The Deep Unlearn HP-search objective ("objective10") and the best-trial selection.
 
 References:
-    methods-spec.md §4.2 (objective), §4.3 (selection across seeds).
+    Cadet et al., Deep Unlearn (2024) §4 (eqs. 5-6); reference code
+    ``munl/hpsearch/objectives.py`` and ``find_trials.py``; docs/methods.md#search.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def objective_values(unlearned: Mapping[str, float],
         ValueError: if a key is missing.
 
     References:
-        methods-spec.md §4.2 (``munl/hpsearch/objectives.py::unlearner_optuna``).
+        Deep Unlearn's "objective10" (``munl/hpsearch/objectives.py::unlearner_optuna``);
+        docs/methods.md#search.
     """
     vals = []
     for k in ("ra", "fa", "va"):
@@ -76,7 +78,8 @@ def select_best(trials: Iterable[Mapping[str, Any]], first_n: int | None = None)
         ValueError: if no trial has finite values.
 
     References:
-        methods-spec.md §4.3.
+        Deep Unlearn's ``munl/hpsearch/find_trials.py`` (first 100 complete trials per
+        study, minimum Euclidean norm across the seed studies); docs/methods.md#search.
     """
     by_study: dict[Any, list[Mapping[str, Any]]] = {}
     for t in trials:

@@ -1,7 +1,8 @@
 """Optuna studies over a method's search space: one trial = unlearn O, evaluate, 4 objectives.
 
 References:
-    methods-spec.md §4 (search spaces, NSGA-III, objective10, storage).
+    Cadet et al., Deep Unlearn (2024) §4; docs/methods.md#hyperparameters (search spaces)
+    and docs/methods.md#search (NSGA-III, the four objectives, storage, selection).
 """
 
 from __future__ import annotations
@@ -267,7 +268,8 @@ def run_trials(task: SweepTask, method_name: str, hparams: Sequence[Mapping[str,
 
 def make_objective(task: SweepTask, method_name: str, *, clean: bool = False,
                    fast_compile: bool = True) -> Callable[[Any], tuple[float, ...]]:
-    """The Optuna objective of methods-spec §4.2 for ``method_name`` on ``task``.
+    """The Optuna objective for ``method_name`` on ``task``: unlearn, evaluate, return the
+    four minimised objectives of :func:`jaxmu.sweep.objective_values` (docs/methods.md#search).
 
     A trial that raises (bad combination, non-finite model, ...) returns ``inf`` on all four
     objectives, as the reference does, with the error in the trial's user attribute
@@ -843,9 +845,10 @@ def run_study(
             within the retries (one line; completed trials are kept, rerun to resume).
 
     References:
-        methods-spec.md §4.2 (NSGAIIISampler(seed=model_seed), four minimised objectives,
-        SQLite storage, 100 trials per seed); resume by replay and the per-trial seeds of
-        extra workers are this library's (the reference runs one worker per study).
+        Deep Unlearn's search (docs/methods.md#search): NSGAIIISampler(seed=model_seed),
+        four minimised objectives, SQLite storage, 100 trials per seed; resume by replay
+        and the per-trial seeds of extra workers are this library's (the reference runs
+        one worker per study).
     """
     import optuna
 
@@ -933,6 +936,8 @@ def trials_of(study, seed: int | None = None) -> list[dict[str, Any]]:
 
 
 def best_hparams(studies: Sequence[tuple[Any, int]], n_trials: int) -> dict[str, Any]:
-    """The best trial across the seed studies ``[(study, seed), ...]`` (methods-spec §4.3)."""
+    """The best trial across the seed studies ``[(study, seed), ...]``: the smallest L2 norm
+    of the four objectives among each study's first ``n_trials`` complete trials
+    (:func:`jaxmu.sweep.select_best`, docs/methods.md#search)."""
     pool = [t for study, seed in studies for t in trials_of(study, seed)]
     return select_best(pool, first_n=n_trials)
