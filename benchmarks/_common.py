@@ -275,33 +275,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return str(o)
-
-
-def _finite(o: Any) -> Any:
-    """NaN/inf -> None, recursively (strict JSON has no NaN)."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
-
-
 def to_json(result: dict[str, Any]) -> str:
-    """One line of strict JSON (NaN and inf become null)."""
-    return json.dumps(_finite(result), default=_json_default, allow_nan=False,
-                      separators=(",", ":"))
+    """One line of strict JSON through jaxmu's one codec (:func:`jaxmu.io.to_json`: NaN and
+    inf become null, arrays and NumPy scalars become lists and numbers, records and
+    dataclasses their dicts; anything else raises, naming its path)."""
+    from jaxmu.io import to_json as plain_json
+
+    return json.dumps(plain_json(result, "result"), allow_nan=False, separators=(",", ":"))
 
 
 def emit(result: dict[str, Any], as_json: bool) -> None:
@@ -320,7 +300,7 @@ def finish(result: dict[str, Any], text: str, args: argparse.Namespace, stem: st
 
         args.out.mkdir(parents=True, exist_ok=True)
         write_text(args.out / f"{stem}.md", text + "\n")
-        write_json(args.out / f"{stem}.json", _finite(result))
+        write_json(args.out / f"{stem}.json", result)
     emit(result, args.json)
     return 0
 

@@ -9,7 +9,7 @@ The NaN policy, in one place:
   :func:`plain` with every non-finite float written as ``null``: the files are strict JSON
   that any reader parses (no ``NaN`` / ``Infinity`` tokens).
 * :func:`loads` / :func:`read_json` read both the strict files and the ones written by
-  earlier versions with bare ``NaN`` tokens. Typed readers (:mod:`jaxmu.results`) map a
+  earlier versions with bare ``NaN`` tokens. Typed readers (:mod:`jaxmu.records`) map a
   ``null`` in a float-typed field (a metric, an interval end) back to NaN.
 """
 
