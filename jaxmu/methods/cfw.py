@@ -7,6 +7,7 @@ A NeurIPS-2023 Kaggle challenge solution benchmarked by Deep Unlearn (docs/metho
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,13 +19,14 @@ from jaxmu.methods._checks import batch, non_negative, one_of, positive, positiv
 from jaxmu.methods._config import BATCH, EPOCHS, LR, MOMENTUM, UNIT, WD, MethodConfig, hparam
 from jaxmu.methods._core import register
 from jaxmu.models import conv_kernels, stem_conv, weights
-from jaxmu.stages import sequence, sgd
+from jaxmu.stages import sequence
 from jaxmu.train import (
     StepKeys,
     batch_loader,
     epoch_indices,
     per_epoch,
     steps_per_epoch,
+    torch_sgd,
     train_pass,
     train_step,
 )
@@ -66,28 +68,31 @@ def _confuser(std: float, scope: str):
     return run
 
 
-def finetune_with_confuser(loss: Loss, tx: optax.GradientTransformation, *, lr: float,
-                           epochs: int, batch_size: int, confuser: Stage) -> Stage:
+def finetune_with_confuser(
+    loss: Loss,
+    tx: optax.GradientTransformation | Callable[[int], optax.GradientTransformation], *,
+    epochs: int, batch_size: int, confuser: Stage,
+) -> Stage:
     """Fine-tunes on D_r with one optimiser state for all epochs, ``confuser`` before the last.
 
     Train-mode BatchNorm, shuffled D_r (batch ``batch_size``, full batches: the last one of
-    an epoch wraps around), no augmentation, cosine annealing per epoch (T_max =
-    ``epochs``). The ``confuser`` stage edits the params at the start of epoch
-    ``epochs - 1`` (never when ``epochs == 1``); the optimiser state (momentum buffer)
+    an epoch wraps around), no augmentation. ``tx`` is a stock optax optimizer that owns its
+    learning rate and schedule, or, as for :func:`~jaxmu.stages.finetune`, a function
+    ``fn(steps_per_epoch) -> optimizer`` for schedules counted in epochs; CFW passes
+    ``lambda spe: torch_sgd(per_epoch(optax.cosine_decay_schedule(lr, epochs), spe),
+    momentum, weight_decay)`` (cosine annealing per epoch, T_max = ``epochs``). The
+    ``confuser`` stage edits the params at the start of epoch ``epochs - 1`` (never when
+    ``epochs == 1``); the optimiser state (momentum buffer and the schedule's step count)
     carries across it. Batches, dropout and loss keys are drawn exactly as
     :func:`~jaxmu.stages.finetune` draws them, so with a confuser that changes nothing the
-    result equals ``finetune(loss, tx, lr=lr, epochs=epochs, batch_size=batch_size,
-    schedule="cosine")``. ``tx`` is the optimizer without its learning rate (e.g.
-    ``optax.chain(optax.add_decayed_weights(wd), optax.trace(momentum))``); the stage
-    appends ``-lr`` times the per-epoch cosine as an optax schedule.
+    result equals ``finetune(loss, tx, epochs=epochs, batch_size=batch_size)``.
     """
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
         n = splits.n_retain
         if n == 0:
             raise ValueError("cfw: the retain split is empty")
         spe = steps_per_epoch(n, batch_size)
-        opt = optax.chain(tx, optax.scale_by_learning_rate(
-            per_epoch(optax.cosine_decay_schedule(lr, epochs), spe)))
+        opt = tx(spe) if callable(tx) else tx
         step = train_step(loss, opt, model=state.model)
         load = batch_loader(splits.pool, splits.forget)
 
@@ -169,8 +174,10 @@ def cfw(c: CfwConfig):
     return sequence(
         _confuser(c.start_confuser_std, c.scope),
         balanced_class_weights("cfw_weights"),
-        finetune_with_confuser(losses.class_weighted_ce("cfw_weights", c.weight_mode),
-                               sgd(c.momentum, c.weight_decay), lr=c.lr, epochs=c.epochs,
-                               batch_size=c.batch_size,
-                               confuser=_confuser(c.final_confuser_std, c.scope)),
+        finetune_with_confuser(
+            losses.class_weighted_ce("cfw_weights", c.weight_mode),
+            lambda spe: torch_sgd(per_epoch(optax.cosine_decay_schedule(c.lr, c.epochs), spe),
+                                  c.momentum, c.weight_decay),
+            epochs=c.epochs, batch_size=c.batch_size,
+            confuser=_confuser(c.final_confuser_std, c.scope)),
     )

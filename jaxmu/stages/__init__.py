@@ -1,14 +1,11 @@
 """Stages: loops (finetune, sequence, repeat, best_of) and probes writing to ``aux``."""
 
 from jaxmu.stages._loops import (
-    adam,
     best_of,
     finetune,
     init_optimizer,
-    lr_multiplier,
     repeat,
     sequence,
-    sgd,
 )
 from jaxmu.stages._probes import (
     GradientPart,
@@ -23,15 +20,12 @@ __all__ = [
     "GradientPart",
     "accumulate_gradients",
     "activation_means",
-    "adam",
     "best_of",
     "class_weights",
     "finetune",
     "init_optimizer",
-    "lr_multiplier",
     "repeat",
     "sequence",
-    "sgd",
     "snapshot",
     "sum_gradients",
 ]

@@ -5,9 +5,11 @@
 pure, vmappable function. The optimizer is a stock optax one and owns the learning rate and
 its schedule (``optax.sgd(0.1)`` steps with 0.1); PyTorch-style coupled weight decay is
 :func:`jaxmu.train.torch_sgd`. ``finetune(..., opt_state=name)`` keeps the optimizer state in
-``aux[name]`` so several stages share one optimizer. :func:`sgd`, :func:`adam` (learning-
-rate-free "directions") and :func:`lr_multiplier` remain for the deprecated ``lr=`` /
-``schedule=`` arguments of :func:`finetune`.
+``aux[name]`` so several stages share one optimizer. Schedules are optax schedules
+(``optax.cosine_decay_schedule``, :func:`jaxmu.train.per_epoch`,
+:func:`jaxmu.train.triangular_schedule`, :func:`jaxmu.train.step_decay_schedule`); a schedule
+counted in epochs needs the steps per epoch, so ``finetune`` also takes an optimizer factory
+``fn(steps_per_epoch) -> optimizer``.
 
 The conventions these loops reproduce from the PyTorch reference (BatchNorm mode per stage,
 weight decay after masking, full batches, the schedules' formulas) are described in
@@ -17,7 +19,6 @@ docs/methods.md#conventions.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,51 +30,13 @@ from jaxmu.losses import Loss
 from jaxmu.train import (
     StepKeys,
     batch_loader,
-    cosine,
     epoch_indices,
     ordered_indices,
-    relabel_forget,
-    step_decay,
     steps_per_epoch,
     train_pass,
     train_step,
-    triangular,
 )
 from jaxmu.types import Splits, Stage, UnlearnState
-
-
-def sgd(momentum: float = 0.0, weight_decay: float = 0.0, *pre: optax.GradientTransformation):
-    """Deprecated: PyTorch SGD without its learning rate (a "direction"): ``pre`` transforms
-    (masks, projections), then coupled weight decay, then heavy-ball momentum. Only the
-    deprecated ``finetune(..., lr=...)`` applies ``-lr`` to it; use
-    :func:`jaxmu.train.torch_sgd` (with the learning rate) instead."""
-    return optax.chain(*pre, optax.add_decayed_weights(weight_decay), optax.trace(momentum))
-
-
-def adam(weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-         *pre: optax.GradientTransformation):
-    """Deprecated: PyTorch Adam (coupled L2 weight decay) without its learning rate; use
-    :func:`jaxmu.train.torch_adam`."""
-    return optax.chain(*pre, optax.add_decayed_weights(weight_decay),
-                       optax.scale_by_adam(b1=b1, b2=b2, eps=eps))
-
-
-def lr_multiplier(schedule: str | Callable, i, total, **kw):
-    """Deprecated (the ``schedule=`` argument of :func:`finetune`): evaluates a schedule
-    (name or ``fn(i, total)``) at step/epoch ``i`` of ``total``. Schedules are optax
-    schedules now: ``optax.cosine_decay_schedule``, :func:`jaxmu.train.per_epoch`,
-    :func:`jaxmu.train.triangular_schedule`, :func:`jaxmu.train.step_decay_schedule`."""
-    if callable(schedule):
-        return schedule(i, total)
-    if schedule == "constant":
-        return jnp.float32(1.0)
-    if schedule == "cosine":
-        return cosine(i, total, kw.get("eta_min_ratio", 0.0))
-    if schedule == "triangular":
-        return triangular(i, total)
-    if schedule == "step":
-        return step_decay(i, total, kw.get("decay_rate", 0.1), kw.get("one_indexed", False))
-    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 def init_optimizer(name: str, tx: optax.GradientTransformation) -> Stage:
@@ -154,32 +117,6 @@ def best_of(stage: Stage, times: int, score: Callable[[UnlearnState, Splits], An
     return run
 
 
-_LEGACY = ("lr", "schedule", "schedule_per", "schedule_kw", "offset", "total",
-           "relabel_forget", "extra_steps")
-
-
-def _legacy_optimizer(direction, epochs, extra_steps, lr, schedule="constant",
-                      schedule_per="epoch", schedule_kw=None, offset=0, total=None):
-    """The optimizer factory equivalent to the old ``lr=``/``schedule=`` arguments:
-    ``direction`` then ``-lr * multiplier``, the multiplier evaluated at the update count
-    (per step) or at ``count // steps_per_epoch`` (per epoch)."""
-    if schedule_per not in ("epoch", "step"):
-        raise ValueError(f"schedule_per must be 'epoch' or 'step', got {schedule_per!r}")
-    skw = dict(schedule_kw or {})
-
-    def make(spe: int) -> optax.GradientTransformation:
-        n_steps = int(math.floor(spe * epochs)) + extra_steps
-        if schedule_per == "epoch":
-            tot = total if total is not None else max(1, math.ceil(epochs))
-            sched = lambda c: lr * lr_multiplier(schedule, offset + c // spe, tot, **skw)  # noqa: E731
-        else:
-            tot = total if total is not None else n_steps
-            sched = lambda c: lr * lr_multiplier(schedule, offset + c, tot, **skw)  # noqa: E731
-        return optax.chain(direction, optax.scale_by_learning_rate(sched))
-
-    return make
-
-
 def finetune(
     loss: Loss,
     tx: optax.GradientTransformation | Callable[[int], optax.GradientTransformation],
@@ -197,7 +134,6 @@ def finetune(
     opt_state: str | None = None,
     steps: int | Callable[[int], int] | None = None,
     record_loss: str | None = None,
-    **legacy: Any,
 ) -> Stage:
     """Trains with ``loss`` over a split for ``epochs`` epochs (fractions allowed).
 
@@ -231,10 +167,6 @@ def finetune(
         steps: the number of steps, an int or ``fn(steps_per_epoch) -> int``; default
             ``floor(steps_per_epoch * epochs)``.
         record_loss: a name: write the mean loss over the steps to ``aux[record_loss]``.
-        **legacy: deprecated: ``lr``, ``schedule``, ``schedule_per``, ``schedule_kw``,
-            ``offset``, ``total`` (``tx`` is then an lr-free direction and the stage applies
-            ``-lr * schedule`` itself, writing ``aux["last_loss"]``), ``relabel_forget``
-            (use ``transform=relabel_forget``) and ``extra_steps`` (use ``steps``).
 
     Returns:
         A stage. Guarantees: params outside ``select`` are bit-identical to the input.
@@ -243,23 +175,6 @@ def finetune(
         raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
     if epochs <= 0:
         raise ValueError(f"epochs must be > 0, got {epochs}")
-    if legacy:
-        unknown = sorted(set(legacy) - set(_LEGACY))
-        if unknown:
-            raise TypeError(f"finetune() got unexpected keyword arguments {unknown}")
-        warnings.warn("finetune: lr/schedule/relabel_forget/extra_steps are deprecated; pass "
-                      "an optax optimizer with its learning rate (jaxmu.train.torch_sgd), "
-                      "transform=relabel_forget and steps=", DeprecationWarning, stacklevel=2)
-        extra = int(legacy.pop("extra_steps", 0))
-        if extra:
-            steps = lambda spe: int(math.floor(spe * epochs)) + extra  # noqa: E731
-        if legacy.pop("relabel_forget", False):
-            transform = relabel_forget
-        if legacy:
-            if "lr" not in legacy:
-                raise TypeError("finetune: schedule arguments need lr=")
-            tx = _legacy_optimizer(tx, epochs, extra, **legacy)
-            record_loss = record_loss or "last_loss"
 
     def run(state: UnlearnState, splits: Splits, key: jax.Array) -> UnlearnState:
         model = state.model

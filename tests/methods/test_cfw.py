@@ -152,7 +152,8 @@ def test_cfw_without_final_noise_equals_one_finetune():
     # With final_confuser_std = 0 the method is exactly confuser + class weights + a single
     # finetune over all epochs (same batches and keys), mini-batches and a BN model.
     from jaxmu import losses
-    from jaxmu.stages import finetune, sequence, sgd
+    from jaxmu.stages import finetune, sequence
+    from jaxmu.train import per_epoch, torch_sgd
 
     splits = digits_subset_splits(64)
     model = small_cnn((8, 8, 1), 10, channels=(4, 8))
@@ -162,8 +163,9 @@ def test_cfw_without_final_noise_equals_one_finetune():
     got = m(params, state, splits, jax.random.key(4))
     ref = sequence(_confuser(0.3, "stem"), balanced_class_weights("cfw_weights"),
                    finetune(losses.class_weighted_ce("cfw_weights", "batch_mean"),
-                            sgd(0.9, 5e-4), lr=0.02, split="retain", epochs=3, batch_size=16,
-                            schedule="cosine"))
+                            lambda spe: torch_sgd(per_epoch(optax.cosine_decay_schedule(
+                                0.02, 3), spe), 0.9, 5e-4),
+                            split="retain", epochs=3, batch_size=16))
     st = jax.jit(lambda p, s: ref(UnlearnState(p, s, {}, model), splits,
                                   jax.random.key(4)))(params, state)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((st.params, st.model_state)),

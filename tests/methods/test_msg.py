@@ -3,6 +3,8 @@ written as five stages (two ``accumulate_gradients`` probes, mask, re-init, fine
 
 from __future__ import annotations
 
+import math
+
 import jax
 import pytest
 from _helpers import assert_tree_bitwise_equal, digits_subset_splits
@@ -11,7 +13,8 @@ from jaxmu import losses
 from jaxmu.methods import get_method
 from jaxmu.models import mlp, small_cnn
 from jaxmu.models._select import conv_kernels, weights
-from jaxmu.stages import accumulate_gradients, finetune, sequence, sgd
+from jaxmu.stages import accumulate_gradients, finetune, sequence
+from jaxmu.train import per_epoch, torch_sgd, triangular_schedule
 from jaxmu.transforms import mask_by_gradient_saliency, reinit, scale_by_mask
 from jaxmu.types import UnlearnState
 
@@ -29,10 +32,12 @@ def _five_stages(hp, select):
         mask_by_gradient_saliency("g", "reinit", hp["init_rate"], largest=False,
                                   select=select, scope="layer", fill=1.0),
         reinit(select, init="kaiming_normal_fan_out", where="reinit"),
-        finetune(losses.ce(), sgd(hp["momentum"], hp["weight_decay"],
-                                  scale_by_mask("reinit", 1.0, hp["kept_scale"])),
-                 lr=hp["lr"], split="retain", epochs=hp["epochs"], batch_size=hp["batch_size"],
-                 schedule="triangular"),
+        finetune(losses.ce(),
+                 lambda spe: torch_sgd(
+                     per_epoch(triangular_schedule(hp["lr"], math.ceil(hp["epochs"])), spe),
+                     hp["momentum"], hp["weight_decay"],
+                     pre=(scale_by_mask("reinit", 1.0, hp["kept_scale"]),)),
+                 split="retain", epochs=hp["epochs"], batch_size=hp["batch_size"]),
     )
 
 

@@ -16,14 +16,11 @@ from jaxmu.models import classifier, mlp, small_cnn
 from jaxmu.stages import (
     accumulate_gradients,
     activation_means,
-    adam,
     best_of,
     class_weights,
     finetune,
-    lr_multiplier,
     repeat,
     sequence,
-    sgd,
     snapshot,
 )
 from jaxmu.train import (
@@ -31,9 +28,12 @@ from jaxmu.train import (
     epoch_indices,
     member_order,
     per_epoch,
+    relabel_forget,
+    step_decay,
     step_decay_schedule,
     torch_adam,
     torch_sgd,
+    triangular,
     triangular_schedule,
 )
 from jaxmu.types import UnlearnState
@@ -268,8 +268,8 @@ def test_activation_means(mlp_state, splits):
 
 
 def _counter():
-    """d loss / d head.bias[0] = 1, nothing else: with sgd(0, 0), lr = 1, each step (times the
-    lr multiplier) subtracts 1 from head.bias[0]."""
+    """d loss / d head.bias[0] = 1, nothing else: with ``optax.sgd(schedule)`` each step
+    subtracts the schedule's learning rate at that step from head.bias[0]."""
     return L.Loss(lambda i: i.params["head"]["bias"][0], "count")
 
 
@@ -281,9 +281,11 @@ def _steps(out, st):
     (1, 0, 3), (2, 0, 6), (1.5, 0, 4), (0.5, 0, 1), (0.34, 0, 1), (1, 1, 4),
 ])
 def test_finetune_fractional_epochs_step_count(mlp_state, splits, epochs, extra, expect):
-    # retain n = 40, batch 16 -> 3 steps per epoch; floor(3 * epochs) + extra_steps steps
-    stage = finetune(_counter(), sgd(), lr=1.0, epochs=epochs, batch_size=16,
-                     extra_steps=extra)
+    # retain n = 40, batch 16 -> 3 steps per epoch; floor(3 * epochs) steps by default,
+    # steps=fn(spe) for floor(3 * epochs) + extra
+    steps = None if extra == 0 else (lambda spe: math.floor(spe * epochs) + extra)
+    stage = finetune(_counter(), optax.sgd(1.0), epochs=epochs, batch_size=16, steps=steps,
+                     record_loss="last_loss")
     out = _run(stage, mlp_state, splits)
     assert _steps(out, mlp_state) == pytest.approx(expect, abs=1e-5)
     assert float(out.aux["last_loss"]) == pytest.approx(
@@ -292,25 +294,31 @@ def test_finetune_fractional_epochs_step_count(mlp_state, splits, epochs, extra,
 
 
 def test_finetune_schedules_per_epoch_and_step(mlp_state, splits):
-    ep = _run(finetune(_counter(), sgd(), lr=1.0, epochs=2, batch_size=16, schedule="cosine"),
-              mlp_state, splits)
+    # Per epoch: cosine over 2 epochs of 3 steps -> lr 1 for 3 steps, then 0.5 for 3.
+    ep = _run(finetune(_counter(), lambda spe: optax.sgd(per_epoch(
+        optax.cosine_decay_schedule(1.0, 2), spe)), epochs=2, batch_size=16), mlp_state, splits)
     assert _steps(ep, mlp_state) == pytest.approx(3 * 1.0 + 3 * 0.5, abs=1e-5)
-    st = _run(finetune(_counter(), sgd(), lr=1.0, epochs=2, batch_size=16, schedule="cosine",
-                       schedule_per="step"), mlp_state, splits)
+    # Per step: an optax schedule of the update count, over the 6 steps.
+    st = _run(finetune(_counter(), optax.sgd(optax.cosine_decay_schedule(1.0, 6)), epochs=2,
+                       batch_size=16), mlp_state, splits)
     assert _steps(st, mlp_state) == pytest.approx(sum(cosine(s, 6) for s in range(6)), abs=1e-5)
-    tri = _run(finetune(_counter(), sgd(), lr=0.5, epochs=3, batch_size=40,
-                        schedule="triangular"), mlp_state, splits)
+    tri = _run(finetune(_counter(), lambda spe: optax.sgd(per_epoch(
+        triangular_schedule(0.5, 3), spe)), epochs=3, batch_size=40), mlp_state, splits)
     assert _steps(tri, mlp_state) == pytest.approx(0.5 * (1 / 2 + 1 + 1 / 2), abs=1e-5)
-    off = _run(finetune(_counter(), sgd(), lr=1.0, epochs=1, batch_size=40, schedule="cosine",
-                        offset=1, total=2), mlp_state, splits)
+    # offset: the second epoch of a 2-epoch cosine.
+    off = _run(finetune(_counter(), lambda spe: optax.sgd(per_epoch(
+        optax.cosine_decay_schedule(1.0, 2), spe, offset=1)), epochs=1, batch_size=40),
+        mlp_state, splits)
     assert _steps(off, mlp_state) == pytest.approx(0.5, abs=1e-5)
-    fn = _run(finetune(_counter(), sgd(), lr=1.0, epochs=2, batch_size=40,
-                       schedule=lambda i, t: 0.25 * (i + 1)), mlp_state, splits)
+    # any function of the epoch index
+    fn = _run(finetune(_counter(), lambda spe: optax.sgd(per_epoch(lambda i: 0.25 * (i + 1),
+                                                                    spe)),
+                       epochs=2, batch_size=40), mlp_state, splits)
     assert _steps(fn, mlp_state) == pytest.approx(0.25 + 0.5, abs=1e-5)
 
 
 def test_finetune_select_keeps_others_bit_identical(cnn_state, splits):
-    out = _run(finetune(L.ce(), sgd(0.9, 5e-4), lr=0.1, epochs=1, batch_size=16,
+    out = _run(finetune(L.ce(), torch_sgd(0.1, 0.9, 5e-4), epochs=1, batch_size=16,
                         select=classifier), cnn_state, splits)
     for k in cnn_state.params:
         if k == "head":
@@ -320,11 +328,11 @@ def test_finetune_select_keeps_others_bit_identical(cnn_state, splits):
 
 
 def test_finetune_bn_modes(cnn_state, splits):
-    ev = _run(finetune(L.ce(), sgd(), lr=0.1, epochs=1, batch_size=16, bn="eval"), cnn_state,
+    ev = _run(finetune(L.ce(), torch_sgd(0.1), epochs=1, batch_size=16, bn="eval"), cnn_state,
               splits)
     assert_tree_bitwise_equal(ev.model_state, cnn_state.model_state)
     assert not np.array_equal(ev.params["conv0"]["kernel"], cnn_state.params["conv0"]["kernel"])
-    tr = _run(finetune(L.ce(), sgd(), lr=0.1, epochs=1, batch_size=16, bn="train"), cnn_state,
+    tr = _run(finetune(L.ce(), torch_sgd(0.1), epochs=1, batch_size=16, bn="train"), cnn_state,
               splits)
     assert not np.array_equal(tr.model_state["batch_stats"]["bn1"]["var"],
                               cnn_state.model_state["batch_stats"]["bn1"]["var"])
@@ -344,7 +352,7 @@ def _label_counter(field, weight_field=None):
 def test_finetune_second_stream(mlp_state, splits):
     # primary retain (3 steps of 16); secondary forget (8 members, batch 8): every step sees
     # the whole forget set, so the bias moves by 3 x the forget label histogram
-    stage = finetune(_label_counter("y2"), sgd(), lr=1.0, epochs=1, batch_size=16,
+    stage = finetune(_label_counter("y2"), torch_sgd(1.0), epochs=1, batch_size=16,
                      second="forget", second_batch_size=8)
     out = _run(stage, mlp_state, splits)
     hist = np.bincount(np.asarray(splits.pool.y)[np.asarray(splits.forget)], minlength=10)
@@ -354,7 +362,7 @@ def test_finetune_second_stream(mlp_state, splits):
 
 def test_finetune_mixed_stream_is_forget_flags(mlp_state, splits):
     # split "train" (48 = 40 retain + 8 forget) in one batch: sum of is_forget-weighted labels
-    stage = finetune(_label_counter("y", "is_forget"), sgd(), lr=1.0, epochs=1, batch_size=48,
+    stage = finetune(_label_counter("y", "is_forget"), torch_sgd(1.0), epochs=1, batch_size=48,
                      split="train")
     out = _run(stage, mlp_state, splits)
     hist = np.bincount(np.asarray(splits.pool.y)[np.asarray(splits.forget)], minlength=10)
@@ -364,15 +372,15 @@ def test_finetune_mixed_stream_is_forget_flags(mlp_state, splits):
 
 def test_finetune_relabel_forget(mlp_state, splits):
     """Forget rows get uniform random labels; retain rows keep theirs."""
-    stage = finetune(_label_counter("y"), sgd(), lr=1.0, epochs=1, batch_size=8,
-                     split="forget", relabel_forget=True)
+    stage = finetune(_label_counter("y"), torch_sgd(1.0), epochs=1, batch_size=8,
+                     split="forget", transform=relabel_forget)
     d = np.asarray(mlp_state.params["head"]["bias"] - _run(stage, mlp_state, splits
                                                            ).params["head"]["bias"])
     hist = np.bincount(np.asarray(splits.pool.y)[np.asarray(splits.forget)], minlength=10)
     np.testing.assert_allclose(d.sum(), 8, atol=1e-5)
     assert not np.allclose(d, hist, atol=1e-3)
-    stage = finetune(_label_counter("y"), sgd(), lr=1.0, epochs=1, batch_size=40,
-                     split="retain", relabel_forget=True)
+    stage = finetune(_label_counter("y"), torch_sgd(1.0), epochs=1, batch_size=40,
+                     split="retain", transform=relabel_forget)
     d = np.asarray(mlp_state.params["head"]["bias"] - _run(stage, mlp_state, splits
                                                            ).params["head"]["bias"])
     hist = np.bincount(np.asarray(splits.pool.y)[np.asarray(splits.retain)], minlength=10)
@@ -380,25 +388,36 @@ def test_finetune_relabel_forget(mlp_state, splits):
 
 
 def test_finetune_same_key_same_result_and_learns(mlp_state, splits):
-    stage = finetune(L.ce(), sgd(0.9, 5e-4), lr=0.1, epochs=2, batch_size=16, augment=True)
+    stage = finetune(L.ce(), torch_sgd(0.1, 0.9, 5e-4), epochs=2, batch_size=16, augment=True)
     a = _run(stage, mlp_state, splits, key=1)
     b = _run(stage, mlp_state, splits, key=1)
     c = _run(stage, mlp_state, splits, key=2)
     assert_tree_bitwise_equal(a.params, b.params)
     assert not np.array_equal(a.params["head"]["kernel"], c.params["head"]["kernel"])
-    adam_out = _run(finetune(L.ce(), adam(), lr=1e-2, epochs=1, batch_size=16), mlp_state,
-                    splits)
+    adam_out = _run(finetune(L.ce(), torch_adam(1e-2), epochs=1, batch_size=16,
+                             record_loss="last_loss"), mlp_state, splits)
     assert np.isfinite(float(adam_out.aux["last_loss"]))
 
 
 @pytest.mark.parametrize("kw,match", [
     (dict(bn="test"), "bn must be 'train' or 'eval'"),
     (dict(epochs=0), "epochs must be > 0"),
-    (dict(schedule_per="batch"), "schedule_per must be 'epoch' or 'step'"),
 ])
 def test_finetune_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
-        finetune(L.ce(), sgd(), lr=0.1, **kw)
+        finetune(L.ce(), torch_sgd(0.1), **kw)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(lr=0.1), dict(schedule="cosine"), dict(schedule_per="step"),
+    dict(schedule_kw={}), dict(offset=1), dict(total=2), dict(relabel_forget=True),
+    dict(extra_steps=1),
+])
+def test_finetune_removed_arguments_are_rejected(kw):
+    """The learning rate and schedule belong to the optax optimizer; the removed keyword
+    arguments are errors, not silently ignored."""
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        finetune(L.ce(), torch_sgd(0.1), **kw)
 
 
 def test_finetune_empty_splits(mlp_state, splits):
@@ -406,34 +425,38 @@ def test_finetune_empty_splits(mlp_state, splits):
 
     s = Splits.build(splits.pool, forget=splits.forget, retain=splits.retain)
     with pytest.raises(ValueError, match="finetune: split 'val' is empty"):
-        finetune(L.ce(), sgd(), lr=0.1, split="val")(mlp_state, s, jax.random.key(0))
+        finetune(L.ce(), torch_sgd(0.1), split="val")(mlp_state, s, jax.random.key(0))
     with pytest.raises(ValueError, match="secondary split 'test' is empty"):
-        finetune(L.ce(), sgd(), lr=0.1, second="test")(mlp_state, s, jax.random.key(0))
+        finetune(L.ce(), torch_sgd(0.1), second="test")(mlp_state, s, jax.random.key(0))
     with pytest.raises(ValueError, match="accumulate_gradients: split 'val' is empty"):
         accumulate_gradients("g", L.ce(), "val")(mlp_state, s, jax.random.key(0))
 
 
-def test_lr_multiplier():
-    assert float(lr_multiplier("constant", 3, 5)) == 1.0
-    assert lr_multiplier("cosine", 1, 4, eta_min_ratio=0.2) == pytest.approx(
+def test_optax_schedule_values():
+    """The schedules the removed ``schedule=`` names dispatched to, as optax schedules."""
+    assert float(optax.constant_schedule(1.0)(3)) == 1.0
+    # CosineAnnealingLR with eta_min = 0.2 x the base lr: optax's alpha
+    assert float(optax.cosine_decay_schedule(1.0, 4, alpha=0.2)(1)) == pytest.approx(
         0.2 + 0.8 * cosine(1, 4))
-    assert lr_multiplier("step", 9, 10, decay_rate=0.5, one_indexed=True) == pytest.approx(
+    assert float(step_decay_schedule(1.0, 10, 0.5, one_indexed=True)(9)) == pytest.approx(
         0.125)
-    assert lr_multiplier(lambda i, t: i / t, 1, 4) == 0.25
-    with pytest.raises(ValueError, match="unknown schedule 'exp'"):
-        lr_multiplier("exp", 0, 1)
+    # per_epoch: any function of the epoch index, at count // steps_per_epoch (+ offset)
+    sched = per_epoch(lambda i: i / 4, 3)
+    assert [float(sched(c)) for c in range(6)] == [0.0] * 3 + [0.25] * 3
+    assert float(per_epoch(lambda i: i / 4, 3, offset=2)(3)) == 0.75
 
 
-def test_sgd_direction_coupled_weight_decay_after_pre():
-    """sgd(m, wd, pre): pre-transforms first, then + wd * param, then momentum."""
+def test_torch_sgd_coupled_weight_decay_after_pre():
+    """torch_sgd(lr, m, wd, pre): pre-transforms first, then + wd * param, then momentum,
+    then -lr."""
     pre = optax.scale(0.1)
-    tx = sgd(0.5, 0.2, pre)
+    tx = torch_sgd(1.0, 0.5, 0.2, pre=(pre,))
     p = {"w": jnp.asarray([1.0])}
     s = tx.init(p)
     d, s = tx.update({"w": jnp.asarray([2.0])}, s, p)
-    np.testing.assert_allclose(d["w"], [0.1 * 2 + 0.2], rtol=1e-6)
+    np.testing.assert_allclose(d["w"], [-(0.1 * 2 + 0.2)], rtol=1e-6)
     d, s = tx.update({"w": jnp.asarray([2.0])}, s, p)
-    np.testing.assert_allclose(d["w"], [0.5 * 0.4 + 0.4], rtol=1e-6)
+    np.testing.assert_allclose(d["w"], [-(0.5 * 0.4 + 0.4)], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -602,30 +625,38 @@ def test_contrastive_forget_vs_numpy():
     assert math.isfinite(float(loss(i)))
 
 
-@pytest.mark.parametrize("legacy,new", [
-    (dict(), lambda spe: torch_sgd(0.1, 0.9, 5e-4)),
-    (dict(schedule="cosine"),
+def _direction_then_lr(direction, lr, multiplier):
+    """The learning-rate-free formulation, transcribed: ``direction`` (coupled weight decay,
+    then momentum or Adam), then ``-lr * multiplier(epoch)`` evaluated at the update count //
+    steps_per_epoch (what the removed ``finetune(..., lr=, schedule=)`` built)."""
+    return lambda spe: optax.chain(direction, optax.scale_by_learning_rate(
+        lambda c: lr * multiplier(c // spe)))
+
+
+@pytest.mark.parametrize("multiplier,new", [
+    (lambda e: jnp.float32(1.0), lambda spe: torch_sgd(0.1, 0.9, 5e-4)),
+    (lambda e: cosine(e, 3),
      lambda spe: torch_sgd(per_epoch(optax.cosine_decay_schedule(0.1, 3), spe), 0.9, 5e-4)),
-    (dict(schedule="triangular"),
+    (lambda e: triangular(e, 3),
      lambda spe: torch_sgd(per_epoch(triangular_schedule(0.1, 3), spe), 0.9, 5e-4)),
-    (dict(schedule="step", schedule_kw=dict(decay_rate=0.5, one_indexed=True)),
+    (lambda e: step_decay(e, 3, 0.5, True),
      lambda spe: torch_sgd(per_epoch(step_decay_schedule(0.1, 3, 0.5, True), spe), 0.9, 5e-4)),
-])
-def test_optax_optimizers_equal_the_deprecated_lr_arguments_bitwise(mlp_state, splits, legacy,
-                                                                     new):
-    """finetune(loss, optax optimizer with its schedule) == finetune(loss, direction,
-    lr=, schedule=): the learning rate moved into optax without changing a bit."""
-    with pytest.warns(DeprecationWarning):
-        old = finetune(L.ce(), sgd(0.9, 5e-4), lr=0.1, epochs=3, batch_size=16, **legacy)
-    a = _run(old, mlp_state, splits)
+], ids=["constant", "cosine", "triangular", "step"])
+def test_optax_optimizers_equal_the_lr_times_multiplier_formulation_bitwise(
+        mlp_state, splits, multiplier, new):
+    """finetune(loss, torch_sgd with an optax schedule) == finetune(loss, PyTorch SGD
+    direction then -lr * multiplier(epoch)): the learning rate in optax changes no bit."""
+    old = _direction_then_lr(optax.chain(optax.add_decayed_weights(5e-4), optax.trace(0.9)),
+                             0.1, multiplier)
+    a = _run(finetune(L.ce(), old, epochs=3, batch_size=16), mlp_state, splits)
     b = _run(finetune(L.ce(), new, epochs=3, batch_size=16), mlp_state, splits)
     assert_tree_bitwise_equal(a.params, b.params)
 
 
-def test_torch_adam_equals_the_deprecated_adam_direction_bitwise(mlp_state, splits):
-    with pytest.warns(DeprecationWarning):
-        old = finetune(L.ce(), adam(1e-3), lr=1e-2, epochs=1, batch_size=16)
-    a = _run(old, mlp_state, splits)
+def test_torch_adam_equals_the_adam_direction_then_lr_bitwise(mlp_state, splits):
+    old = _direction_then_lr(optax.chain(optax.add_decayed_weights(1e-3), optax.scale_by_adam()),
+                             1e-2, lambda e: jnp.float32(1.0))
+    a = _run(finetune(L.ce(), old, epochs=1, batch_size=16), mlp_state, splits)
     b = _run(finetune(L.ce(), torch_adam(1e-2, 1e-3), epochs=1, batch_size=16), mlp_state,
              splits)
     assert_tree_bitwise_equal(a.params, b.params)

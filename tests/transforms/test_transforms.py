@@ -13,7 +13,7 @@ from _helpers import assert_tree_bitwise_equal, digits_subset_splits, flat_paths
 
 import jaxmu.models as jm
 from jaxmu.models import ALL, classifier, conv_kernels, last_k_blocks, mlp, small_cnn, weights
-from jaxmu.stages import sgd
+from jaxmu.train import torch_sgd
 from jaxmu.transforms import (
     INITS,
     gaussian_deviation,
@@ -340,13 +340,14 @@ def test_scale_by_mask_hand_values():
 
 
 def test_scale_by_mask_before_coupled_weight_decay():
-    """chain(scale_by_mask, wd, momentum): weight decay is applied to the full param."""
-    tx = sgd(0.0, 0.5, scale_by_mask("m", 1.0, 0.1))
+    """torch_sgd(pre=(scale_by_mask,)): the mask, then weight decay on the full param, then
+    momentum and -lr."""
+    tx = torch_sgd(1.0, 0.0, 0.5, pre=(scale_by_mask("m", 1.0, 0.1),))
     p = {"w": jnp.asarray([1.0, 1.0])}
     g = {"w": jnp.asarray([1.0, 1.0])}
     aux = {"m": {"w": jnp.asarray([1.0, 0.0])}}
     d, _ = tx.update(g, tx.init(p), p, aux=aux)
-    np.testing.assert_allclose(d["w"], [1.0 + 0.5, 0.1 + 0.5], rtol=1e-6)
+    np.testing.assert_allclose(d["w"], [-(1.0 + 0.5), -(0.1 + 0.5)], rtol=1e-6)
 
 
 def test_project_out_vector_hand_and_orthogonality():
