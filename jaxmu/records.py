@@ -1,4 +1,5 @@
-"""Typed results: one run, one method of a study, a whole study; one JSON round trip each.
+"""Typed results: one run, one method of a study, a whole study, a deletion scenario; one
+JSON round trip each.
 
 Every record converts to the JSON-shaped dict that result files hold (``to_dict``), writes
 through jaxmu's one codec (:mod:`jaxmu.io`: NaN and +-inf as ``null`` in files) with
@@ -366,3 +367,231 @@ class StudyRecord:
         return cls.from_dict(loads(text))
 
 
+
+
+# A scenario's kind -> the name its file holds under ``scenario`` (the scenario function's
+# name, as files written before ScenarioRecord hold it); ``from_dict`` reads either.
+SCENARIO_KINDS = {"sweep": "deletion_ratio_sweep", "sequential": "sequential_deletion"}
+_SCENARIO_HEAD = ("experiment", "scenario", "cli", "dataset", "model", "seed", "split_seed",
+                  "val_fraction", "config")
+_SCENARIO_KEYS = {
+    "sweep": (*_SCENARIO_HEAD, "sisa_config", "methods", "hparams", "ratios", "repeats",
+              "original", "sisa_setup", "rows", "table", "crossover", "provenance"),
+    "sequential": (*_SCENARIO_HEAD, "methods", "hparams", "forget_set", "num_requests",
+                   "request_size", "repeats", "original", "sisa_setup", "requests", "table",
+                   "provenance"),
+}
+# Float-valued keys of a scenario's nested mappings (``original``, a row's or request's
+# method entries, ``sisa_setup``): a ``null`` there is read back as NaN.
+_SCENARIO_FLOATS = frozenset({"cost_s", "compile_s", "speedup", "cumulative_cost_s",
+                              "cumulative_speedup", "retrain_s", "work_fraction", "setup_s",
+                              "va", "ta"})
+# Columns of a scenario's ``table`` that are not float metrics.
+_TABLE_LABELS = {"method": "string", "ratio": "number", "request": "int", "n_deleted": "int"}
+
+
+def _string(x: Any, path: str) -> str:
+    if not isinstance(x, str):
+        raise ValueError(f"{path}: expected a string, got {_type(x)}")
+    return x
+
+
+def _float_fields(m: Any, path: str, *, optional: bool = False) -> dict[str, Any] | None:
+    """A copy of mapping ``m`` with its ``_SCENARIO_FLOATS`` keys as floats (null -> NaN)."""
+    if expect_mapping(m, path, optional=optional) is None:
+        return None
+    return {k: expect_number(v, f"{path}[{k!r}]") if k in _SCENARIO_FLOATS else v
+            for k, v in m.items()}
+
+
+def _table_row(row: Any, path: str) -> dict[str, Any]:
+    expect_mapping(row, path)
+    _string(expect_key(row, "method", path), f"{path}['method']")
+    out = {}
+    for k, v in row.items():
+        p, label = f"{path}[{k!r}]", _TABLE_LABELS.get(k)
+        if label == "string":
+            out[k] = v
+        elif label == "int":
+            out[k] = expect_int(v, p)
+        else:  # ratio and the float metrics (null -> NaN)
+            out[k] = expect_number(v, p, optional=label is None)
+    return out
+
+
+def _steps(x: Any, path: str, index: str) -> list[dict[str, Any]]:
+    """A sweep's ``rows`` (``index`` ``ratio``) or a sequence's ``requests`` (``request``):
+    each a mapping with ``index`` and ``methods`` (name -> entry with ``metrics``)."""
+    out = []
+    for i, row in enumerate(_list(x, path)):
+        p = f"{path}[{i}]"
+        row = _float_fields(row, p)
+        v = expect_key(row, index, p)
+        if index == "request":
+            expect_int(v, f"{p}[{index!r}]")
+        else:
+            expect_number(v, f"{p}[{index!r}]", optional=False)
+        methods = {}
+        q = f"{p}['methods']"
+        for name, e in expect_mapping(expect_key(row, "methods", p), q).items():
+            e = _float_fields(e, f"{q}[{name!r}]")
+            e["metrics"] = _floats(expect_key(e, "metrics", f"{q}[{name!r}]"),
+                                   f"{q}[{name!r}]['metrics']")
+            methods[name] = e
+        out.append({**row, "methods": methods})
+    return out
+
+
+@dataclasses.dataclass
+class ScenarioRecord:
+    """A deletion scenario (:func:`jaxmu.experiment.run_scenario`): a deletion-ratio sweep
+    (:func:`jaxmu.scenarios.deletion_ratio_sweep`) or a sequence of deletion requests
+    (:func:`jaxmu.scenarios.sequential_deletion`), with the experiment's context.
+
+    The fields every scenario has are typed top-level fields; the kind-specific body is in
+    typed optional fields that are None for the other kind (sweep: ``ratios``, ``rows``,
+    ``crossover``, ``sisa_config``; sequential: ``requests``, ``forget_set``,
+    ``num_requests``, ``request_size``). :meth:`to_dict` is the file's dict, the layout of
+    ``deletion_<sweep|sequential>_seed<s>.json`` (same keys in the same order as before the
+    record; the file's ``scenario`` key holds :data:`SCENARIO_KINDS` ``[kind]``, the
+    scenario function's name).
+
+    Attributes:
+        experiment: the dataset name the experiment ran (the output folder).
+        kind: ``"sweep"`` or ``"sequential"``.
+        dataset, model, seed, split_seed, val_fraction: the setting.
+        config: the O/R training recipe (:meth:`jaxmu.train.TrainConfig.to_dict`).
+        methods: the compared methods, ``"retrain"`` first; hparams: name -> its
+            hyperparameters (None for the exact baselines).
+        table: one flat row per (ratio or request, method): ``method``, ``ratio`` or
+            ``request``/``n_deleted``, float metrics and costs (NaN for a missing number).
+        repeats: timed runs per cost; original: O's cost and accuracies; sisa_setup: the
+            SISA ensemble's setup (None without SISA).
+        provenance: where it ran (:func:`jaxmu.provenance.provenance`); cli: the invocation.
+        ratios, rows, crossover, sisa_config: a sweep's body (see
+            :func:`~jaxmu.scenarios.deletion_ratio_sweep`).
+        requests, forget_set, num_requests, request_size: a sequence's body (see
+            :func:`~jaxmu.scenarios.sequential_deletion`).
+        path: where the record was written (not part of the file).
+    """
+
+    experiment: str
+    kind: str
+    dataset: str
+    model: str
+    seed: int
+    split_seed: int
+    val_fraction: float
+    config: dict[str, Any]
+    methods: list[str]
+    hparams: dict[str, Any]
+    table: list[dict[str, Any]]
+    repeats: int = 1
+    original: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sisa_setup: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+    cli: dict[str, Any] | None = None
+    ratios: list[float] | None = None
+    rows: list[dict[str, Any]] | None = None
+    crossover: dict[str, float | None] | None = None
+    sisa_config: dict[str, Any] | None = None
+    requests: list[dict[str, Any]] | None = None
+    forget_set: str | None = None
+    num_requests: int | None = None
+    request_size: int | None = None
+    path: str | None = dataclasses.field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCENARIO_KINDS:
+            raise ValueError(f"unknown scenario kind {self.kind!r}; valid: "
+                             f"{', '.join(SCENARIO_KINDS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's dict (NaN kept; :meth:`to_json` writes it as null)."""
+        d = {k: getattr(self, k) for k in _SCENARIO_KEYS[self.kind] if k != "scenario"}
+        d["scenario"] = SCENARIO_KINDS[self.kind]
+        return plain({k: d[k] for k in _SCENARIO_KEYS[self.kind]}, "record")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "record") -> ScenarioRecord:
+        """The record of a scenario file's dict (:meth:`to_dict`, or the file parsed).
+
+        Required: ``scenario`` (``"sweep"``/``"sequential"`` or its
+        :data:`SCENARIO_KINDS` name), ``experiment``, ``dataset``, ``model`` (strings),
+        ``seed``, ``split_seed`` (integers), ``val_fraction`` (a number), ``config``,
+        ``hparams`` (mappings), ``methods`` (strings), ``table`` (rows with a string
+        ``method``; its other columns numbers or null), ``original`` (a mapping); a sweep
+        also ``ratios`` and ``rows``, a sequence ``requests``, ``forget_set``,
+        ``num_requests`` and ``request_size``. ``null`` in a float field (a metric, a
+        cost, a speedup) is read back as NaN; other keys of the file are ignored.
+
+        Raises:
+            ValueError: one line naming the first missing or bad key under ``path``.
+        """
+        expect_mapping(d, path)
+
+        def key(k: str) -> tuple[Any, str]:
+            return expect_key(d, k, path), f"{path}[{k!r}]"
+
+        name = _string(*key("scenario"))
+        kinds = {**{v: k for k, v in SCENARIO_KINDS.items()}, **{k: k for k in SCENARIO_KINDS}}
+        if name not in kinds:
+            raise ValueError(f"{path}['scenario']: unknown scenario kind {name!r}; valid: "
+                             f"{', '.join(kinds)}")
+        kind = kinds[name]
+        kw: dict[str, Any] = {"kind": kind}
+        for k in ("experiment", "dataset", "model"):
+            kw[k] = _string(*key(k))
+        for k in ("seed", "split_seed"):
+            kw[k] = expect_int(*key(k))
+        kw["val_fraction"] = expect_number(*key("val_fraction"), optional=False)
+        config, p = key("config")
+        kw["config"] = dict(expect_mapping(config, p))
+        methods, p = key("methods")
+        kw["methods"] = [_string(m, f"{p}[{i}]") for i, m in enumerate(_list(methods, p))]
+        hparams, p = key("hparams")
+        kw["hparams"] = {n: None if h is None else dict(expect_mapping(h, f"{p}[{n!r}]"))
+                         for n, h in expect_mapping(hparams, p).items()}
+        table, p = key("table")
+        kw["table"] = [_table_row(r, f"{p}[{i}]") for i, r in enumerate(_list(table, p))]
+        kw["original"] = _float_fields(*key("original"))
+        if "repeats" in d:
+            kw["repeats"] = expect_int(*key("repeats"))
+        kw["sisa_setup"] = _float_fields(d.get("sisa_setup"), f"{path}['sisa_setup']",
+                                         optional=True)
+        for k in ("provenance", "cli", "sisa_config"):
+            v = expect_mapping(d.get(k), f"{path}[{k!r}]", optional=True)
+            kw[k] = None if v is None else dict(v)
+        if kind == "sweep":
+            kw["ratios"] = [float(r) for r in number_list(*key("ratios"))]
+            kw["rows"] = _steps(*key("rows"), "ratio")
+            cross = expect_mapping(d.get("crossover"), f"{path}['crossover']", optional=True)
+            kw["crossover"] = None if cross is None else {
+                n: None if v is None else expect_number(v, f"{path}['crossover'][{n!r}]")
+                for n, v in cross.items()}
+        else:
+            kw["requests"] = _steps(*key("requests"), "request")
+            kw["forget_set"] = _string(*key("forget_set"))
+            kw["num_requests"] = expect_int(*key("num_requests"))
+            kw["request_size"] = expect_int(*key("request_size"))
+        return cls(**kw)
+
+    def to_json(self) -> str:
+        """Strict JSON text (NaN and +-inf as null)."""
+        return dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScenarioRecord:
+        return cls.from_dict(loads(text))
+
+    def write(self, path: str | os.PathLike) -> ScenarioRecord:
+        """Writes the file atomically (:func:`jaxmu.io.write_json`); returns self with
+        ``path`` set."""
+        self.path = str(write_json(path, self.to_dict()))
+        return self
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> ScenarioRecord:
+        rec = cls.from_json(Path(path).read_text(encoding="utf-8"))
+        rec.path = str(path)
+        return rec

@@ -9,9 +9,10 @@
   a population, write the :class:`RunRecord`. The experiment CLIs, the benchmark study
   (:func:`jaxmu.sweep.final_run` through :func:`run_fitted`) and the scenarios
   (:func:`run_scenario`) share it.
-* :class:`RunRecord`, :class:`MethodResult`, :class:`StudyRecord` – results with one JSON
-  round trip through :mod:`jaxmu.io`'s codec (NaN and +-inf written as ``null``, read back
-  as NaN in float fields; older files with ``NaN`` tokens read too).
+* :class:`RunRecord`, :class:`MethodResult`, :class:`StudyRecord`, :class:`ScenarioRecord`
+  (what :func:`run_scenario` returns) – results with one JSON round trip through
+  :mod:`jaxmu.io`'s codec (NaN and +-inf written as ``null``, read back as NaN in float
+  fields; older files with ``NaN`` tokens read too).
 * :func:`format_run`, :func:`format_scenario`, :func:`methods_table` – the printed text.
 * :func:`session` – the process settings a run uses (cache rebuild policy, compile cache).
 
@@ -47,7 +48,7 @@ from jaxmu.experiment._run import (
 from jaxmu.experiment._session import session
 from jaxmu.experiment._task import AUDIT_EVALS, EVALS, Evaluation, Plan, Scenario, Study, Task
 from jaxmu.methods import method_key
-from jaxmu.records import MethodResult, RunRecord, StudyRecord
+from jaxmu.records import MethodResult, RunRecord, ScenarioRecord, StudyRecord
 
 __all__ = [
     "AUDIT_EVALS",
@@ -60,6 +61,7 @@ __all__ = [
     "Plan",
     "RunRecord",
     "Scenario",
+    "ScenarioRecord",
     "Study",
     "StudyRecord",
     "Task",

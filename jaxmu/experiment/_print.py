@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxmu.experiment._task import AUDIT_EVALS
-from jaxmu.records import RunRecord
+from jaxmu.records import SCENARIO_KINDS, RunRecord, ScenarioRecord
 
 MISSING = "–"  # en dash: a metric that is not in the record
 
@@ -54,21 +54,28 @@ def format_run(record: RunRecord | Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_scenario(res: Mapping[str, Any]) -> str:
-    """The table of a deletion scenario (:func:`jaxmu.experiment.run_scenario`)."""
-    rows = res["table"]
+def format_scenario(res: ScenarioRecord | Mapping[str, Any]) -> str:
+    """The table of a deletion scenario (:func:`jaxmu.experiment.run_scenario`): a
+    :class:`~jaxmu.records.ScenarioRecord`, or its file's dict (checked by
+    :meth:`~jaxmu.records.ScenarioRecord.from_dict`; ``_path``, if any, is where it was
+    written). A NaN number prints as ``MISSING``."""
+    if isinstance(res, ScenarioRecord):
+        rec = res
+    else:
+        rec = ScenarioRecord.from_dict(res)
+        rec.path = res.get("_path")
+    rows = rec.table
     keys = [k for k in rows[0] if k != "method"] if rows else []
-    lines = [f"{res['experiment']}: deletion {res['scenario']} ({', '.join(res['methods'])})"
-             if "methods" in res else f"{res['experiment']}: deletion {res['scenario']}",
+    lines = [f"{rec.experiment}: deletion {SCENARIO_KINDS[rec.kind]} ({', '.join(rec.methods)})",
              " ".join(f"{k:>10}" for k in ["method", *keys])]
     for r in rows:
         lines.append(" ".join(f"{_fmt(r[k]) if isinstance(r[k], float) else str(r[k]):>10}"
                               for k in ["method", *keys]))
-    if "crossover" in res:
+    if rec.crossover is not None:
         lines.append("crossover (smallest ratio where retraining is cheaper): "
-                     + ", ".join(f"{k}: {v}" for k, v in res["crossover"].items()))
-    if "_path" in res:
-        lines.append(f"wrote {res['_path']}")
+                     + ", ".join(f"{k}: {v}" for k, v in rec.crossover.items()))
+    if rec.path:
+        lines.append(f"wrote {rec.path}")
     return "\n".join(lines)
 
 

@@ -28,10 +28,10 @@ from jaxmu import evaluation as pipelines
 from jaxmu import train
 from jaxmu._evaluate import evaluate
 from jaxmu.experiment._task import Evaluation, Scenario, Task
-from jaxmu.io import provenance, write_json
+from jaxmu.io import provenance
 from jaxmu.methods import Method, get_method, method_key
 from jaxmu.metrics import MIASkippedWarning, cross_entropy_losses, timed
-from jaxmu.records import RunRecord
+from jaxmu.records import RunRecord, ScenarioRecord
 
 Pair = tuple[Any, Any]
 
@@ -240,11 +240,15 @@ def run(task: Task, method: str | Method, hparams: Mapping[str, Any] | None = No
 
 
 def run_scenario(task: Task, scenario: Scenario, *, out: str | Path | None = None,
-                 config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 config: Mapping[str, Any] | None = None) -> ScenarioRecord:
     """Exact vs approximate unlearning over deletion sizes (``scenario.ratios``:
     :func:`jaxmu.scenarios.deletion_ratio_sweep`) or a sequence of ``scenario.requests``
     deletion requests (:func:`jaxmu.scenarios.sequential_deletion`); written to
-    ``OUT/<dataset>/deletion_<sweep|sequential>_seed<s>.json`` (``_path`` in the result).
+    ``OUT/<dataset>/deletion_<sweep|sequential>_seed<s>.json`` when ``out`` is given.
+
+    Returns:
+        The :class:`~jaxmu.records.ScenarioRecord` (``path`` set when written; ``config``,
+        the invocation, is its ``cli``).
 
     Raises:
         ValueError: methods or sizes the scenario cannot run (nothing written).
@@ -265,11 +269,10 @@ def run_scenario(task: Task, scenario: Scenario, *, out: str | Path | None = Non
         res = sequential_deletion(ds, model, methods, scenario.requests,
                                   size if size < 1 else int(size), **kw)
         kind = "sequential"
-    res = {"experiment": task.dataset, "scenario": kind,
-           "cli": dict(config) if config is not None else dataclasses.asdict(task), **res,
-           "provenance": provenance()}
+    rec = ScenarioRecord.from_dict(
+        {**res, "experiment": task.dataset, "scenario": kind,
+         "cli": dict(config) if config is not None else dataclasses.asdict(task),
+         "provenance": provenance()}, "scenario result")
     if out is not None:
-        path = write_json(Path(out) / task.dataset / f"deletion_{kind}_seed{task.seed}.json",
-                          res)
-        res["_path"] = str(path)
-    return res
+        rec.write(Path(out) / task.dataset / f"deletion_{kind}_seed{task.seed}.json")
+    return rec
