@@ -139,8 +139,37 @@ def _interval(x: Any, path: str) -> list[float] | None:
     return [float(v) for v in arr]
 
 
+class _JsonFile:
+    """File I/O shared by the records that are one JSON file each (a ``to_dict`` /
+    ``from_dict`` pair and a ``path`` attribute): strict JSON text through jaxmu's codec."""
+
+    path: str | None
+
+    def to_json(self) -> str:
+        """Strict JSON text (NaN and +-inf as null)."""
+        return dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        """The record of a JSON text (``from_dict`` of it)."""
+        return cls.from_dict(loads(text))
+
+    def write(self, path: str | os.PathLike):
+        """Writes the file atomically (:func:`jaxmu.io.write_json`); returns self with
+        ``path`` set."""
+        self.path = str(write_json(path, self.to_dict()))
+        return self
+
+    @classmethod
+    def read(cls, path: str | os.PathLike):
+        """The record of a file, with ``path`` set."""
+        rec = cls.from_json(Path(path).read_text(encoding="utf-8"))
+        rec.path = str(path)
+        return rec
+
+
 @dataclasses.dataclass
-class RunRecord:
+class RunRecord(_JsonFile):
     """One unlearning run: a method with its hyperparameters on one seed, evaluated.
 
     Two file forms share it: the single-run file of :func:`jaxmu.experiment.run` and the
@@ -227,25 +256,6 @@ class RunRecord:
             kw["evaluation"] = d.get(ev)
         return cls(**kw)
 
-    def to_json(self) -> str:
-        """Strict JSON text (NaN and +-inf as null)."""
-        return dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> RunRecord:
-        return cls.from_dict(loads(text))
-
-    def write(self, path: str | os.PathLike) -> RunRecord:
-        """Writes the file atomically (:func:`jaxmu.io.write_json`); returns self with
-        ``path`` set."""
-        self.path = str(write_json(path, self.to_dict()))
-        return self
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> RunRecord:
-        rec = cls.from_json(Path(path).read_text(encoding="utf-8"))
-        rec.path = str(path)
-        return rec
 
 
 @dataclasses.dataclass
@@ -443,7 +453,7 @@ def _steps(x: Any, path: str, index: str) -> list[dict[str, Any]]:
 
 
 @dataclasses.dataclass
-class ScenarioRecord:
+class ScenarioRecord(_JsonFile):
     """A deletion scenario (:func:`jaxmu.experiment.run_scenario`): a deletion-ratio sweep
     (:func:`jaxmu.scenarios.deletion_ratio_sweep`) or a sequence of deletion requests
     (:func:`jaxmu.scenarios.sequential_deletion`), with the experiment's context.
@@ -576,22 +586,3 @@ class ScenarioRecord:
             kw["request_size"] = expect_int(*key("request_size"))
         return cls(**kw)
 
-    def to_json(self) -> str:
-        """Strict JSON text (NaN and +-inf as null)."""
-        return dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ScenarioRecord:
-        return cls.from_dict(loads(text))
-
-    def write(self, path: str | os.PathLike) -> ScenarioRecord:
-        """Writes the file atomically (:func:`jaxmu.io.write_json`); returns self with
-        ``path`` set."""
-        self.path = str(write_json(path, self.to_dict()))
-        return self
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> ScenarioRecord:
-        rec = cls.from_json(Path(path).read_text(encoding="utf-8"))
-        rec.path = str(path)
-        return rec
