@@ -518,9 +518,8 @@ class ScenarioRecord(_JsonFile):
 
     def to_dict(self) -> dict[str, Any]:
         """The file's dict (NaN kept; :meth:`to_json` writes it as null)."""
-        d = {k: getattr(self, k) for k in _SCENARIO_KEYS[self.kind] if k != "scenario"}
-        d["scenario"] = SCENARIO_KINDS[self.kind]
-        return plain({k: d[k] for k in _SCENARIO_KEYS[self.kind]}, "record")
+        return plain({k: SCENARIO_KINDS[self.kind] if k == "scenario" else getattr(self, k)
+                      for k in _SCENARIO_KEYS[self.kind]}, "record")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: str = "record") -> ScenarioRecord:

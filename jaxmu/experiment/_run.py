@@ -35,8 +35,6 @@ from jaxmu.records import RunRecord, ScenarioRecord
 
 Pair = tuple[Any, Any]
 
-"""The reference methods: their outcome is the task's O or R, not a run."""
-
 
 @dataclasses.dataclass(frozen=True)
 class Fitted:

@@ -57,7 +57,8 @@ other numeric run metric too (:func:`summary_metrics`)."""
 def default_methods() -> list[str]:
     """Every registered method except presets (same search space as their base) and the
     reference methods (original, retrain: :func:`jaxmu.methods.reference_methods`)."""
-    return [m for m in list_methods(include_presets=False) if m not in reference_methods()]
+    references = reference_methods()
+    return [m for m in list_methods(include_presets=False) if m not in references]
 
 
 def e_max(original_epochs: int) -> int:
