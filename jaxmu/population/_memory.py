@@ -136,6 +136,13 @@ def _measure(model: Any, params: Any, state: Any, x: Any, y: Any,
 
     opt = jax.eval_shape(tx.init, params)
     compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(params, state, opt, x, y).compile()
+    return compiled_memory(compiled)
+
+
+def compiled_memory(compiled: Any) -> dict[str, int] | None:
+    """XLA's memory analysis of a compiled program: ``{"argument", "output", "alias",
+    "temp", "peak"}`` bytes with ``peak = argument + output - alias + temp``, or None where
+    the backend has no analysis."""
     try:
         ma = compiled.memory_analysis()
     except (NotImplementedError, RuntimeError, AttributeError):  # backend without analysis
@@ -150,6 +157,18 @@ def _measure(model: Any, params: Any, state: Any, x: Any, y: Any,
     }
     out["peak"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
     return out
+
+
+def device_memory_limit(device: Any = None) -> int | None:
+    """The allocator's byte limit of ``device`` (default: the first device), or None where
+    the backend reports none (XLA:CPU reports no ``memory_stats``)."""
+    device = jax.devices()[0] if device is None else device
+    try:
+        stats = device.memory_stats()
+    except (NotImplementedError, RuntimeError, AttributeError):
+        return None
+    limit = (stats or {}).get("bytes_limit")
+    return int(limit) if limit else None
 
 
 def model_bytes(

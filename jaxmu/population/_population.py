@@ -35,6 +35,7 @@ from jaxmu.io import (
     save_checkpoint,
     versions,
 )
+from jaxmu.population._memory import compiled_memory, device_memory_limit
 from jaxmu.population._strategies import map_models, padding, resolve_strategy
 from jaxmu.train import TrainConfig, epoch_multiplier, init_keys, predict_mask, train_epoch
 from jaxmu.types import Model, Pool, Splits, as_key
@@ -132,6 +133,40 @@ def _epoch_fn(model, config, n):
     return f
 
 
+def _compile_within_memory(build: Any, args: tuple, m: int, auto: bool, strategy: str,
+                           chunk: int | None, memory_bytes: int | None,
+                           headroom: float = 0.9) -> tuple[Any, str, int | None]:
+    """Compiles ``build(strategy, chunk)`` (a jitted population program) for ``args``.
+
+    When ``auto`` resolved to ``vmap`` (the accelerator rule) and XLA's memory analysis of
+    the compiled program asks for more than ``headroom x memory_bytes`` (default: the
+    device allocator's limit; XLA:CPU reports none, so nothing is bounded there), the
+    program is rebuilt as ``chunked``, halving the chunk from ``m`` until it fits or is 1.
+    Results do not depend on the chunk (see :mod:`jaxmu.population._strategies`).
+
+    Returns:
+        ``(compiled, strategy, chunk)`` as finally compiled.
+    """
+    if memory_bytes is not None and (isinstance(memory_bytes, bool)
+                                     or not isinstance(memory_bytes, int) or memory_bytes < 1):
+        raise ValueError(f"memory_bytes must be a positive integer or None, got {memory_bytes!r}")
+    compiled = build(strategy, chunk).lower(*args).compile()
+    if not auto or strategy != "vmap":
+        return compiled, strategy, chunk
+    limit = device_memory_limit() if memory_bytes is None else memory_bytes
+    if limit is None:
+        return compiled, strategy, chunk
+    c = m
+    while c > 1:
+        mem = compiled_memory(compiled)
+        if mem is None or mem["peak"] <= headroom * limit:
+            break
+        c = (c + 1) // 2
+        strategy, chunk = "chunked", c
+        compiled = build(strategy, chunk).lower(*args).compile()
+    return compiled, strategy, chunk
+
+
 def fit_population(
     model: Model,
     pool: Pool,
@@ -145,6 +180,7 @@ def fit_population(
     checkpoint_dir: str | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    memory_bytes: int | None = None,
 ) -> PopulationFit:
     """Trains M models at once, model ``ids[j]`` on ``masks[j]`` with key ``fold_in(root,
     ids[j])`` — the same as ``fit(model, pool, masks[j], fold_in(root, ids[j]), config)``.
@@ -159,6 +195,10 @@ def fit_population(
         checkpoint_dir: checkpoint every epoch and resume from the last complete one.
         progress: tqdm bar over epochs.
         stop_after: stop after this many epochs (simulates a kill, for tests).
+        memory_bytes: device memory an ``auto`` strategy must fit in (default: the device
+            allocator's limit; none on XLA:CPU). Where ``auto`` picks ``vmap`` and XLA's
+            analysis of the compiled epoch needs more than 0.9 of it, the population runs
+            ``chunked`` instead (chunk halved from M until it fits); the result is the same.
     """
     from tqdm.auto import tqdm
 
@@ -177,6 +217,7 @@ def fit_population(
     data_keys = jax.vmap(lambda k: init_keys(k)[1])(keys)
     params, state = init_population(model, root, ids)
     opt_state = jax.vmap(config.direction().init)(params)
+    auto = strategy == "auto"
     strategy = resolve_strategy(strategy, params, m)
     masks_j = jnp.asarray(masks)
     start, history = 0, []
@@ -191,20 +232,25 @@ def fit_population(
         start, history = int(saved["epoch"]), list(saved["history"])
         timings["io_s"] += time.perf_counter() - t0
 
-    f = map_models(_epoch_fn(model, config, n), strategy, chunk,
-                   in_axes=(0, 0, 0, None, 0, 0, None))
-    step = jax.jit(f)
+    def build(s, c):
+        return jax.jit(map_models(_epoch_fn(model, config, n), s, c,
+                                  in_axes=(0, 0, 0, None, 0, 0, None)))
+
+    def epoch_inputs(e):
+        ek = jax.vmap(lambda k: jax.random.fold_in(k, e))(data_keys)
+        return ek, jnp.float32(config.lr * epoch_multiplier(config.schedule, e, config.epochs))
+
     end = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    if start < end:
+        t0 = time.perf_counter()
+        compiled, strategy, chunk = _compile_within_memory(
+            build, (params, state, opt_state, pool, masks_j, *epoch_inputs(start)), m, auto,
+            strategy, chunk, memory_bytes)
+        timings["compile_s"] += time.perf_counter() - t0
     bar = tqdm(range(start, end), desc=f"fit {m} x {model.name} [{strategy}]",
                disable=not progress, initial=start, total=config.epochs, leave=False)
-    compiled = None
     for e in bar:
-        ek = jax.vmap(lambda k, e=e: jax.random.fold_in(k, e))(data_keys)
-        lr = jnp.float32(config.lr * epoch_multiplier(config.schedule, e, config.epochs))
-        if compiled is None:
-            t0 = time.perf_counter()
-            compiled = step.lower(params, state, opt_state, pool, masks_j, ek, lr).compile()
-            timings["compile_s"] += time.perf_counter() - t0
+        ek, lr = epoch_inputs(e)
         t0 = time.perf_counter()
         params, state, opt_state, loss, acc = compiled(params, state, opt_state, pool,
                                                        masks_j, ek, lr)
@@ -273,6 +319,7 @@ def unlearn_population(
     strategy: str = "auto",
     chunk: int | None = None,
     shared_model: bool = False,
+    memory_bytes: int | None = None,
 ) -> tuple[Any, Any, dict[str, float]]:
     """Runs a bound method over M models (or M runs from one shared model).
 
@@ -282,24 +329,34 @@ def unlearn_population(
             unlearned M times (competition F-score: N runs from one original).
         splits: shared splits or per-model splits (``[M, N]`` masks).
         keys: ``[M]`` keys.
+        strategy, chunk: see :func:`jaxmu.population.map_models`.
+        memory_bytes: as for :func:`fit_population` (an ``auto`` that picks ``vmap`` falls
+            back to ``chunked`` when the program would not fit).
 
     Returns:
         ``(params, model_state, timings)`` with ``compile_s``, ``run_s``, the resolved
-        ``strategy`` and ``padded_models`` (mesh filler models of ``sharded``, else 0).
+        ``strategy`` and ``chunk``, and ``padded_models`` (mesh filler models of
+        ``sharded``, else 0).
     """
     keys = jnp.asarray(keys)
     m = keys.shape[0]
     p_ax = None if shared_model else 0
     probe = params if not shared_model else jax.tree.map(lambda x: x[None], params)
+    auto = strategy == "auto"
     strategy = resolve_strategy(strategy, probe, m)
-    f = map_models(method.fn, strategy, chunk, in_axes=(p_ax, p_ax, splits_axes(splits), 0))
+    in_axes = (p_ax, p_ax, splits_axes(splits), 0)
+
+    def build(s, c):
+        return jax.jit(map_models(method.fn, s, c, in_axes=in_axes))
+
     t0 = time.perf_counter()
-    compiled = jax.jit(f).lower(params, model_state, splits, keys).compile()
+    compiled, strategy, chunk = _compile_within_memory(
+        build, (params, model_state, splits, keys), m, auto, strategy, chunk, memory_bytes)
     t1 = time.perf_counter()
     out = jax.block_until_ready(compiled(params, model_state, splits, keys))
     t2 = time.perf_counter()
     return out[0], out[1], {"compile_s": t1 - t0, "run_s": t2 - t1, "strategy": strategy,
-                            "padded_models": padding(strategy, m)}
+                            "chunk": chunk, "padded_models": padding(strategy, m)}
 
 
 def predict_population(

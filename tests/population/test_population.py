@@ -238,3 +238,78 @@ def test_has_conv_single_and_stacked():
     stack = lambda t: {k: jnp.zeros((2, *v.shape)) for k, v in t.items()}  # noqa: E731
     assert has_conv(stack(conv), stacked=True) and not has_conv(stack(dense), stacked=True)
     assert not has_conv(stack(conv))  # 5-D is not a single model's conv kernel
+
+
+class _FakeProgram:
+    """Stands in for ``jax.jit(...)``: ``lower(*args).compile()`` gives a program whose
+    memory analysis reports ``peak`` bytes."""
+
+    def __init__(self, peak):
+        self.peak, self.calls = peak, []
+
+    def lower(self, *args):
+        return self
+
+    def compile(self):
+        return self
+
+    def memory_analysis(self):
+        return type("MA", (), dict(argument_size_in_bytes=self.peak, output_size_in_bytes=0,
+                                   alias_size_in_bytes=0, temp_size_in_bytes=0))()
+
+
+def test_auto_vmap_halves_the_chunk_until_the_program_fits():
+    from jaxmu.population._population import _compile_within_memory
+
+    built = []
+
+    def build(s, c):  # 100 bytes per model in flight + 50 shared
+        built.append((s, c))
+        return _FakeProgram(50 + 100 * (8 if c is None else c))
+
+    # vmap needs 850 > 0.9 x 500; chunk 4: 450 > 450? no (450 <= 450): fits.
+    _, s, c = _compile_within_memory(build, (), 8, True, "vmap", None, 500)
+    assert (s, c) == ("chunked", 4) and built == [("vmap", None), ("chunked", 4)]
+    built.clear()
+    _, s, c = _compile_within_memory(build, (), 8, True, "vmap", None, 200)  # 150 <= 180
+    assert (s, c) == ("chunked", 1) and built[-1] == ("chunked", 1) and len(built) == 4
+    built.clear()
+    # A program that fits, an explicit strategy, or no known limit: compiled once, as asked.
+    for auto, strategy, limit in [(True, "vmap", 10_000), (False, "vmap", 200),
+                                  (True, "sequential", 200)]:
+        _, s, c = _compile_within_memory(build, (), 8, auto, strategy, None, limit)
+        assert (s, c) == (strategy, None) and len(built) == 1
+        built.clear()
+    with pytest.raises(ValueError, match="memory_bytes must be a positive integer"):
+        _compile_within_memory(build, (), 8, True, "vmap", None, 0)
+
+
+def test_fit_and_unlearn_population_fall_back_to_chunks_under_a_memory_budget(tiny,
+                                                                              monkeypatch):
+    """auto on an accelerator picks vmap; with a budget smaller than XLA's analysis of the
+    vmapped program the population runs chunked instead, with the same result."""
+    import jaxmu.population._population as pop_mod
+
+    model = mlp((8, 8, 1), 10, hidden=(16,))
+    n = tiny.pool.size
+    train = np.arange(n) < tiny.n_train
+    masks = balanced_masks(3, 4, train)
+    ref = fit_population(model, tiny.pool, masks, 7, CFG, strategy="vmap", progress=False)
+    monkeypatch.setattr(pop_mod, "resolve_strategy",  # the accelerator rule on CPU
+                        lambda s, p, m: "vmap" if s == "auto" else s)
+    fitted = fit_population(model, tiny.pool, masks, 7, CFG, progress=False,
+                            memory_bytes=1 << 20)
+    assert fitted.strategy == "vmap"  # 1 MiB holds this population
+    small = fit_population(model, tiny.pool, masks, 7, CFG, progress=False, memory_bytes=1)
+    assert small.strategy == "chunked"
+    assert _maxdiff(small.params, ref.params) < 1e-5
+    forget = masks & (np.cumsum(masks, axis=1) <= 8)  # each model's first 8 members
+    splits = stack_splits(tiny.pool, forget, masks & ~forget, test=~train)
+    meth = get_method("ft", epochs=1, batch_size=16).bind(model)
+    keys = model_keys(5, range(4))
+    p_v = unlearn_population(meth, ref.params, ref.model_state, splits, keys,
+                             strategy="vmap")[0]
+    p_c, _, t = unlearn_population(meth, ref.params, ref.model_state, splits, keys,
+                                   memory_bytes=1)
+    assert (t["strategy"], t["chunk"]) == ("chunked", 1)
+    assert _maxdiff(p_c, p_v) < 1e-5
