@@ -51,6 +51,7 @@ from jaxmu.io._errors import (
     CorruptCheckpointWarning,
     as_write_error,
 )
+from jaxmu.io._interrupt import deferred_interrupt
 from jaxmu.io._json import plain
 
 MANIFEST = "jaxmu-sha256.json"
@@ -362,6 +363,10 @@ def save_checkpoint(
     """Saves ``tree`` (any pytree of arrays) and ``meta`` (JSON) as step ``step``, atomically
     and with checksums; an existing step of that number is replaced.
 
+    A Ctrl-C (SIGINT) during the save is held back until the step is installed and the
+    temporaries removed, then raised as :class:`KeyboardInterrupt` (a second Ctrl-C
+    interrupts at once; the next save removes what that leaves).
+
     Args:
         directory: the checkpoint directory (created if missing).
         step: the step number (>= 0).
@@ -377,6 +382,12 @@ def save_checkpoint(
     step = int(step)
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
+    with deferred_interrupt():  # a Ctrl-C lands after the save and its clean-up
+        _save(directory, step, tree, meta, max_to_keep)
+
+
+def _save(directory: Path, step: int, tree: Any, meta: dict | None,
+          max_to_keep: int | None) -> None:
     tmp = directory / f"{_TMP}{step}-{secrets.token_hex(4)}-{os.getpid()}-{socket.gethostname()}"
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import warnings
 from pathlib import Path
 
@@ -192,6 +193,61 @@ def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     (other / "step").mkdir(parents=True)
     save_checkpoint(d, 3, _tree(3))
     assert not dead.exists() and not live.exists() and other.exists()
+
+
+def _sigint_self() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("at", ["_write_manifest", "_install", "_remove_step"])
+def test_ctrl_c_during_a_save_lands_after_it_and_leaves_no_temporary(tmp_path, monkeypatch,
+                                                                      at):
+    d = _saved(tmp_path, (1, 2))
+    real = getattr(_checkpoint, at)
+
+    def interrupted(*args):
+        _sigint_self()  # handled at the next bytecode: inside the save
+        return real(*args)
+
+    monkeypatch.setattr(_checkpoint, at, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(d, 3, _tree(3), {"step": 3}, max_to_keep=2)
+    assert _steps(d) == ["2", "3"]  # the save finished, old steps pruned, no temporary
+    tree, meta = restore_checkpoint(d, _tree())
+    assert meta == {"step": 3}
+    assert_tree_bitwise_equal(tree, _tree(3))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_interrupts_a_save_at_once(tmp_path, monkeypatch):
+    d = _saved(tmp_path, (1,))
+    real = _checkpoint._write_manifest
+
+    def twice(*args):
+        _sigint_self()
+        _sigint_self()
+        return real(*args)
+
+    monkeypatch.setattr(_checkpoint, "_write_manifest", twice)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(d, 2, _tree(2))
+    assert _steps(d) == ["1"]  # no step 2, and the failed save's temporary was removed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_outside_a_save_is_not_held_back():
+    from jaxmu.io._interrupt import deferred_interrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupt():
+            pass
+        _sigint_self()
+        for _ in range(1000):  # the handler runs between bytecodes
+            pass
+    with pytest.raises(ZeroDivisionError):  # an error inside the block is not masked
+        with deferred_interrupt():
+            _ = 1 / 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_saving_an_existing_step_replaces_it(tmp_path):
