@@ -199,9 +199,18 @@ def _sigint_self() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.fixture
+def sigint_raises():
+    """Python's own SIGINT handler for the test (a process started in the background, e.g.
+    under nohup, inherits SIGINT ignored), restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("at", ["_write_manifest", "_install", "_remove_step"])
 def test_ctrl_c_during_a_save_lands_after_it_and_leaves_no_temporary(tmp_path, monkeypatch,
-                                                                      at):
+                                                                      sigint_raises, at):
     d = _saved(tmp_path, (1, 2))
     real = getattr(_checkpoint, at)
 
@@ -219,7 +228,7 @@ def test_ctrl_c_during_a_save_lands_after_it_and_leaves_no_temporary(tmp_path, m
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_second_ctrl_c_interrupts_a_save_at_once(tmp_path, monkeypatch):
+def test_a_second_ctrl_c_interrupts_a_save_at_once(tmp_path, monkeypatch, sigint_raises):
     d = _saved(tmp_path, (1,))
     real = _checkpoint._write_manifest
 
@@ -235,7 +244,7 @@ def test_a_second_ctrl_c_interrupts_a_save_at_once(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_ctrl_c_outside_a_save_is_not_held_back():
+def test_ctrl_c_outside_a_save_is_not_held_back(sigint_raises):
     from jaxmu.io._interrupt import deferred_interrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -248,6 +257,18 @@ def test_ctrl_c_outside_a_save_is_not_held_back():
         with deferred_interrupt():
             _ = 1 / 0
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored_during_a_save(tmp_path):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        save_checkpoint(tmp_path / "ck", 1, _tree(1))
+        _sigint_self()
+        save_checkpoint(tmp_path / "ck", 2, _tree(2))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert _steps(tmp_path / "ck") == ["1", "2"]
 
 
 def test_saving_an_existing_step_replaces_it(tmp_path):
