@@ -10,7 +10,7 @@ written.
 Writes are atomic and synchronous: a step is written into a hidden temporary directory
 beside it, flushed to disk, its checksums recorded, and only then renamed to ``<step>``; a
 killed or failed write (disk full) leaves no step behind and earlier steps untouched, and a
-later write removes the leftovers of dead writers. (Earlier versions wrote orbax
+later write or read removes the leftovers of dead writers. (Earlier versions wrote orbax
 checkpoints; after a failed or interrupted orbax save, its background threads kept the
 process from exiting for 5-12 minutes, see docs/reliability.md.)
 
@@ -209,6 +209,9 @@ def _steps(directory: Path) -> list[int]:
 
 
 def _latest_intact(directory: Path) -> int | None:
+    # A writer killed after installing its step, or while pruning an old one, leaves a
+    # temporary that no later save of a cached entry would remove: readers remove them too.
+    _remove_dead_temps(directory)
     for step in _steps(directory):
         reason = verify_step(directory / str(step))
         if reason is None:
@@ -318,9 +321,14 @@ def pid_alive(pid: int) -> bool:
 
 def _remove_dead_temps(directory: Path) -> None:
     """Removes temporary step directories of dead writers on this host, and this process's
-    own that no save is using (left when removing a failed one failed too)."""
+    own that no save is using (left when removing a failed one failed too). Called by every
+    save and every read of the latest step; a directory that cannot be listed is left."""
     host, me = socket.gethostname(), os.getpid()
-    for p in directory.glob(f"{_TMP}*"):
+    try:
+        temps = list(directory.glob(f"{_TMP}*"))
+    except OSError:
+        return
+    for p in temps:
         parts = p.name[len(_TMP):].split("-", 3)  # step, token, pid, host
         if len(parts) != 4 or parts[3] != host or not parts[2].isdigit():
             continue

@@ -125,6 +125,14 @@ def check_files(root: Path) -> dict[str, int]:
     return n
 
 
+def temporaries(root: Path) -> list[str]:
+    """The hidden temporaries under ``root`` that :func:`check_files` counts as
+    ``temporaries`` (for an assertion's message)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*")
+                  if not p.name.startswith(".report.tmp-")
+                  and not any(q.startswith(".") for q in p.relative_to(root).parts[:-1]))
+
+
 def complete_trials(db: Path) -> dict[tuple[str, int], tuple]:
     """The COMPLETE trials of every study in an Optuna SQLite file:
     ``(study, number) -> (params, values)``."""
@@ -255,7 +263,8 @@ class Soak:
                     if proc.returncode == 0:  # it finished before the kill landed: no kill
                         assert "Traceback" not in err and "warning" not in err.lower(), err
                         end = self._check(cwd)
-                        assert end["temporaries"] == 0, "temporaries of killed writers were left"
+                        assert end["temporaries"] == 0, \
+                            f"temporaries of killed writers left: {temporaries(cwd)}"
                         self.report_temporaries_left += end["report_temporaries"]
                         return cwd
                     assert proc.returncode == -signal.SIGKILL, err[-3000:]
@@ -274,9 +283,11 @@ class Soak:
             if fresh:
                 self.window = time.monotonic() - t0
             end = self._check(cwd)
-            # Temporaries of killed writers are removed by the next writer of the same
-            # file, checkpoint directory or XLA cache; the report's are not (left to count).
-            assert end["temporaries"] == 0, "temporaries of killed writers were left"
+            # Temporaries of killed writers are removed by the next writer or reader of the
+            # same checkpoint directory, the next writer of the same file, or the next open
+            # of the XLA cache; the report's are not (left to count).
+            assert end["temporaries"] == 0, \
+                f"temporaries of killed writers left: {temporaries(cwd)}"
             self.report_temporaries_left += end["report_temporaries"]
             return cwd
 

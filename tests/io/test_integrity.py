@@ -195,6 +195,21 @@ def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     assert not dead.exists() and not live.exists() and other.exists()
 
 
+def test_reading_removes_leftovers_of_dead_writers_too(tmp_path):
+    # A writer killed after installing its step (or while pruning) leaves a temporary in a
+    # directory that a cached entry's later runs only read.
+    d = _saved(tmp_path, (1,))
+    host = _checkpoint.socket.gethostname()
+    dead = d / f".tmp-1-abcd-{2**22 + 12345}-{host}"
+    other = d / f".tmp-1-abcd-{os.getppid()}-{host}"  # a live writer's
+    for t in (dead, other):
+        (t / "replaced").mkdir(parents=True)
+    assert latest_step(d) == 1
+    assert not dead.exists() and other.exists()
+    restore_checkpoint(d, _tree())
+    assert _steps(d) == [other.name, "1"]
+
+
 def _sigint_self() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
