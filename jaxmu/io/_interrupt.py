@@ -12,12 +12,13 @@ from collections.abc import Iterator
 def deferred_interrupt() -> Iterator[None]:
     """Runs the ``with`` block with a first Ctrl-C (SIGINT) held back until it ends.
 
-    A SIGINT that arrives inside the block is recorded; when the block ends (normally or by
-    an exception), the previous handler is restored and :class:`KeyboardInterrupt` is raised
-    then, so a checkpoint save and its clean-up finish (no temporary directory is left by an
-    interrupt). A second SIGINT inside the block calls the previous handler at once (Ctrl-C
-    twice stops a hung write). Outside the main thread, or when SIGINT is not handled by
-    Python's default handler (e.g. ignored), the block runs unchanged.
+    A SIGINT that arrives inside the block is recorded; when the block ends the previous
+    handler is restored, and if it ended normally :class:`KeyboardInterrupt` is raised then
+    (if it raised, that exception propagates instead), so a checkpoint save and its clean-up
+    finish (no temporary directory is left by an interrupt). A second SIGINT inside the
+    block calls the previous handler at once (Ctrl-C twice stops a hung write). Outside the
+    main thread, or when SIGINT is not handled by Python's default handler (e.g. ignored),
+    the block runs unchanged.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -77,6 +77,14 @@ def _png_ok(p: Path) -> None:
         im.load()  # the whole image decodes
 
 
+def _temporary_kind(rel: Path) -> str | None:
+    """``"temporaries"`` or ``"report_temporaries"`` for a temporary left by a killed writer
+    (a hidden name whose parents are not hidden), else None."""
+    if not rel.name.startswith(".") or any(q.startswith(".") for q in rel.parts[:-1]):
+        return None
+    return "report_temporaries" if rel.name.startswith(".report.tmp-") else "temporaries"
+
+
 def check_files(root: Path) -> dict[str, int]:
     """Asserts that nothing under ``root`` is half-written or corrupt; returns counts.
 
@@ -92,12 +100,10 @@ def check_files(root: Path) -> dict[str, int]:
     assert not list(root.rglob("*.corrupt-*")), "something was found corrupt"
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        hidden = [part for part in rel.parts if part.startswith(".")]
-        if hidden:
-            if len(hidden) == 1 and p.name.startswith("."):  # the temporary itself
-                key = "report_temporaries" if p.name.startswith(".report.tmp-") else \
-                    "temporaries"
-                n[key] += 1
+        if any(part.startswith(".") for part in rel.parts):
+            kind = _temporary_kind(rel)
+            if kind:
+                n[kind] += 1
             continue
         if not p.is_file():
             continue
@@ -129,8 +135,7 @@ def temporaries(root: Path) -> list[str]:
     """The hidden temporaries under ``root`` that :func:`check_files` counts as
     ``temporaries`` (for an assertion's message)."""
     return sorted(str(p.relative_to(root)) for p in root.rglob(".*")
-                  if not p.name.startswith(".report.tmp-")
-                  and not any(q.startswith(".") for q in p.relative_to(root).parts[:-1]))
+                  if _temporary_kind(p.relative_to(root)) == "temporaries")
 
 
 def complete_trials(db: Path) -> dict[tuple[str, int], tuple]:
